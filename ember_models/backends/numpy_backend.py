@@ -1,0 +1,219 @@
+"""NumPy backend: the reference every other backend is checked against, and the fastest
+choice for small-batch CPU inference (no dispatch overhead). No autodiff."""
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import Generator, dtype_name as _np_dtype_name
+
+
+class NumpyBackend:
+    name = "numpy"
+    has_autodiff = False
+    float32, float64, float16 = np.float32, np.float64, np.float16
+    int32, int64, bool_ = np.int32, np.int64, np.bool_
+
+    # ---- dtype / device -------------------------------------------------------------
+    def dtype(self, name):
+        return np.dtype("bool" if name in ("bool", "bool_") else name).type
+
+    def dtype_name(self, x):
+        return _np_dtype_name(np.asarray(x).dtype)
+
+    def device(self, x=None):
+        return "cpu"
+
+    def is_array(self, x):
+        return isinstance(x, np.ndarray)
+
+    # ---- creation / conversion --------------------------------------------------------
+    def asarray(self, x, dtype=None):
+        if dtype is None and not isinstance(x, np.ndarray):
+            a = np.asarray(x)
+            return a.astype(np.float32) if a.dtype == np.float64 else a
+        return np.asarray(x, dtype=None if dtype is None else self.dtype(dtype) if isinstance(dtype, str) else dtype)
+
+    def from_numpy(self, a):
+        return np.asarray(a)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def zeros(self, shape, dtype="float32"):
+        return np.zeros(shape, dtype=self._dt(dtype))
+
+    def ones(self, shape, dtype="float32"):
+        return np.ones(shape, dtype=self._dt(dtype))
+
+    def full(self, shape, value, dtype="float32"):
+        return np.full(shape, value, dtype=self._dt(dtype))
+
+    def zeros_like(self, x):
+        return np.zeros_like(x)
+
+    def ones_like(self, x):
+        return np.ones_like(x)
+
+    def arange(self, start, stop=None, step=1, dtype="int64"):
+        return np.arange(start, stop, step, dtype=self._dt(dtype)) if stop is not None \
+            else np.arange(start, dtype=self._dt(dtype))
+
+    def eye(self, n, dtype="float32"):
+        return np.eye(n, dtype=self._dt(dtype))
+
+    def astype(self, x, dtype):
+        return np.asarray(x).astype(self._dt(dtype), copy=False)
+
+    def copy(self, x):
+        return np.array(x, copy=True)
+
+    def item(self, x):
+        return np.asarray(x).item()
+
+    def shape(self, x):
+        return tuple(np.shape(x))
+
+    # ---- shape ops ----------------------------------------------------------------------
+    def reshape(self, x, shape):
+        return np.reshape(x, shape)
+
+    def transpose(self, x, axes=None):
+        return np.transpose(x, axes)
+
+    def concatenate(self, xs, axis=0):
+        return np.concatenate(xs, axis=axis)
+
+    def stack(self, xs, axis=0):
+        return np.stack(xs, axis=axis)
+
+    def split(self, x, indices_or_sections, axis=0):
+        return np.split(x, indices_or_sections, axis=axis)
+
+    def expand_dims(self, x, axis):
+        return np.expand_dims(x, axis)
+
+    def squeeze(self, x, axis=None):
+        return np.squeeze(x, axis=axis)
+
+    def broadcast_to(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def take(self, x, indices, axis=0):
+        return np.take(x, np.asarray(indices), axis=axis)
+
+    def flip(self, x, axis):
+        return np.flip(x, axis=axis)
+
+    def tile(self, x, reps):
+        return np.tile(x, reps)
+
+    def index_update(self, x, index, values):
+        """Functional ``x[index] = values``: returns a new array (the input is left unchanged)."""
+        out = np.array(x, copy=True)
+        out[index] = values
+        return out
+
+    # ---- elementwise ----------------------------------------------------------------------
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    log1p = staticmethod(np.log1p)
+    sqrt = staticmethod(np.sqrt)
+    tanh = staticmethod(np.tanh)
+    abs = staticmethod(np.abs)
+    sign = staticmethod(np.sign)
+    square = staticmethod(np.square)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+    floor = staticmethod(np.floor)
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    power = staticmethod(np.power)
+
+    def clip(self, x, lo=None, hi=None):
+        return np.clip(x, lo, hi)
+
+    def sigmoid(self, x):
+        # 0.5*(1+tanh(x/2)) is exact and never overflows, unlike 1/(1+exp(-x)) for x << 0
+        return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+    def softplus(self, x):
+        return np.logaddexp(0, x).astype(np.asarray(x).dtype, copy=False)
+
+    def relu(self, x):
+        return np.maximum(x, 0)
+
+    def logsumexp(self, x, axis=None, keepdims=False):
+        x = np.asarray(x)
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0)
+        out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        return out if keepdims else np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
+
+    def softmax(self, x, axis=-1):
+        e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+        return e / np.sum(e, axis=axis, keepdims=True)
+
+    # ---- linear algebra / reductions ------------------------------------------------------
+    matmul = staticmethod(np.matmul)
+
+    def sum(self, x, axis=None, keepdims=False):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+
+    def mean(self, x, axis=None, keepdims=False):
+        return np.mean(x, axis=axis, keepdims=keepdims)
+
+    def var(self, x, axis=None, keepdims=False):
+        return np.var(x, axis=axis, keepdims=keepdims)
+
+    def std(self, x, axis=None, keepdims=False):
+        return np.std(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return np.max(x, axis=axis, keepdims=keepdims)
+
+    def min(self, x, axis=None, keepdims=False):
+        return np.min(x, axis=axis, keepdims=keepdims)
+
+    def argmax(self, x, axis=None):
+        return np.argmax(x, axis=axis)
+
+    def argmin(self, x, axis=None):
+        return np.argmin(x, axis=axis)
+
+    def cumsum(self, x, axis=0):
+        return np.cumsum(x, axis=axis)
+
+    # ---- comparisons / selection ---------------------------------------------------------
+    where = staticmethod(np.where)
+    greater = staticmethod(np.greater)
+    greater_equal = staticmethod(np.greater_equal)
+    less = staticmethod(np.less)
+    less_equal = staticmethod(np.less_equal)
+    equal = staticmethod(np.equal)
+    logical_and = staticmethod(np.logical_and)
+    logical_or = staticmethod(np.logical_or)
+    logical_not = staticmethod(np.logical_not)
+    isfinite = staticmethod(np.isfinite)
+    isnan = staticmethod(np.isnan)
+
+    def allclose(self, a, b, rtol=1e-5, atol=1e-6):
+        return bool(np.allclose(a, b, rtol=rtol, atol=atol))
+
+    # ---- random / autodiff ------------------------------------------------------------------
+    def generator(self, seed=None):
+        return Generator(self, seed)
+
+    def stop_gradient(self, x):
+        return x
+
+    def value_and_grad(self, fn):
+        raise NotImplementedError(
+            "the numpy backend has no autodiff: gradient training needs torch or mlx "
+            "(pip install 'ember[torch]' or 'ember[mlx]', then set_backend('torch') or "
+            "EMBER_BACKEND=torch). Inference and RBM contrastive-divergence training run on numpy.")
+
+    def _dt(self, dtype):
+        return self.dtype(dtype) if isinstance(dtype, str) else dtype
+
+
+BACKEND = NumpyBackend()
