@@ -1,0 +1,288 @@
+"""Restricted Boltzmann machine: Bernoulli or Gaussian visible units, Bernoulli hidden units,
+trained by contrastive divergence (CD-k) or persistent CD, scoring how unusual an input is.
+
+Energy (``b`` visible bias, ``c`` hidden bias, ``W`` weights of shape (n_visible, n_hidden))::
+
+    bernoulli: E(v, h) = -b·v        - c·h - vᵀ W h,   v ∈ {0,1}^n (or probabilities in [0,1])
+    gaussian:  E(v, h) = ½‖v - b‖²   - c·h - vᵀ W h,   v ∈ R^n, unit variance (standardise inputs)
+
+Free energy, the hidden units summed out exactly, ``p(v) = exp(-F(v)) / Z``::
+
+    F(v) = -b·v (bernoulli) or ½‖v - b‖² (gaussian)  -  Σ_j softplus(c_j + (vW)_j)
+
+Sign convention, the same everywhere in ember: **higher score = more anomalous**. ``free_energy``
+is ``-log p(v) - log Z``: high for unlikely inputs. ``score`` is the free energy standardised by
+running statistics of the free energy of the training batches (a z-score), so it reads the same
+across models; ``reconstruction_error`` is also higher for unusual inputs.
+
+Random draws (initial weights, Gibbs samples, shuffling) come from ``ops.generator(seed)``,
+NumPy PCG64 on every backend, so numpy, torch and mlx train to the same weights.
+"""
+from __future__ import annotations
+
+import math
+
+from . import ops
+from .batches import as_batch_source
+from .model_file import register
+from .nn import Module, Parameter
+
+VISIBLE_KINDS = ("bernoulli", "gaussian")
+
+
+def stable_softplus(x):
+    """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|). Composed from cheap ops (it is
+    ~10x faster on NumPy than logaddexp, which matters: it runs on every training batch)."""
+    return ops.relu(x) + ops.log1p(ops.exp(-ops.abs(x)))
+
+
+@register
+class RBM(Module):
+    """A restricted Boltzmann machine for anomaly scoring (see the module docstring for the math).
+
+    Parameters: ``weight`` (n_visible, n_hidden), ``visible_bias``, ``hidden_bias``.
+    Buffers (saved with the model, so training resumes exactly): the momentum velocities, the
+    persistent chain's hidden samples (``None`` unless ``persistent``), and ``score_stats``
+    = [count, mean, variance] of the training free energies.
+    """
+
+    def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli", k: int = 1,
+                 persistent: bool = False, lr: float = 0.05, momentum: float = 0.5,
+                 weight_decay: float = 1e-4, batch_size: int = 64, seed: int | None = 0,
+                 init_std: float = 0.01, stats_window: int = 10_000, dtype: str = "float32"):
+        super().__init__()
+        if int(n_visible) < 1 or int(n_hidden) < 1:
+            raise ValueError(f"RBM needs n_visible >= 1 and n_hidden >= 1, got {n_visible}, {n_hidden}")
+        if visible not in VISIBLE_KINDS:
+            raise ValueError(f"RBM visible={visible!r}: expected one of {', '.join(VISIBLE_KINDS)}")
+        if int(k) < 1:
+            raise ValueError(f"RBM k (Gibbs steps per update) must be >= 1, got {k}")
+        if lr <= 0 or not 0 <= momentum < 1 or weight_decay < 0:
+            raise ValueError(f"RBM needs lr > 0, 0 <= momentum < 1, weight_decay >= 0; got "
+                             f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        if int(batch_size) < 1 or int(stats_window) < 1:
+            raise ValueError("RBM batch_size and stats_window must be >= 1")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"RBM dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.n_visible, self.n_hidden, self.visible = int(n_visible), int(n_hidden), visible
+        self.k, self.persistent = int(k), bool(persistent)
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        self.batch_size, self.seed, self.init_std = int(batch_size), seed, float(init_std)
+        self.stats_window, self.dtype = int(stats_window), dtype
+
+        self._rng = ops.generator(seed)
+        self._rng_backend = ops.backend_name
+        self.weight = Parameter(self._rng.normal((self.n_visible, self.n_hidden),
+                                                 std=self.init_std, dtype=dtype))
+        self.visible_bias = Parameter(ops.zeros((self.n_visible,), dtype=dtype))
+        self.hidden_bias = Parameter(ops.zeros((self.n_hidden,), dtype=dtype))
+        self.register_buffer("weight_velocity", ops.zeros((self.n_visible, self.n_hidden), dtype=dtype))
+        self.register_buffer("visible_bias_velocity", ops.zeros((self.n_visible,), dtype=dtype))
+        self.register_buffer("hidden_bias_velocity", ops.zeros((self.n_hidden,), dtype=dtype))
+        # persistent CD keeps hidden samples of `batch_size` fantasy particles between updates
+        self.register_buffer("chain", ops.zeros((self.batch_size, self.n_hidden), dtype=dtype)
+                             if self.persistent else None)
+        self.register_buffer("score_stats", ops.zeros((3,), dtype="float32"))
+
+    def get_config(self) -> dict:
+        return dict(n_visible=self.n_visible, n_hidden=self.n_hidden, visible=self.visible,
+                    k=self.k, persistent=self.persistent, lr=self.lr, momentum=self.momentum,
+                    weight_decay=self.weight_decay, batch_size=self.batch_size, seed=self.seed,
+                    init_std=self.init_std, stats_window=self.stats_window, dtype=self.dtype)
+
+    # ---- inputs and randomness ------------------------------------------------------------
+    def _input(self, x, where: str):
+        x = ops.asarray(x, dtype=self.dtype)
+        shape = ops.shape(x)
+        if len(shape) == 1 and shape[0] == self.n_visible:
+            return ops.reshape(x, (1, self.n_visible))
+        if len(shape) != 2 or shape[1] != self.n_visible:
+            raise ValueError(f"RBM.{where}: expected an array of shape (n, {self.n_visible}) "
+                             f"(or one row of {self.n_visible}), got shape {tuple(shape)}")
+        return x
+
+    @property
+    def rng(self):
+        """The model's generator, on the current backend (its PCG64 state carries over when
+        the backend changes, so a run that switches backends stays reproducible)."""
+        if self._rng_backend != ops.backend_name:
+            fresh = ops.generator(0)
+            fresh.numpy.bit_generator.state = self._rng.numpy.bit_generator.state
+            self._rng, self._rng_backend = fresh, ops.backend_name
+        return self._rng
+
+    # ---- conditionals and sampling --------------------------------------------------------
+    def hidden_probabilities(self, v):
+        """p(h_j = 1 | v) = sigmoid(c_j + (vW)_j), shape (n, n_hidden)."""
+        return ops.sigmoid(ops.matmul(v, self.weight) + self.hidden_bias)
+
+    def visible_mean(self, h):
+        """E[v | h]: sigmoid(b + W h) for Bernoulli units, b + W h for Gaussian ones."""
+        pre = ops.matmul(h, ops.transpose(self.weight)) + self.visible_bias
+        return ops.sigmoid(pre) if self.visible == "bernoulli" else pre
+
+    def _bernoulli(self, p):
+        """0/1 samples with probabilities ``p``. Uniforms come straight from the generator's
+        PCG64 in the model's dtype: the same numbers on every backend, and a third of the cost
+        of ``Generator.bernoulli`` (which draws float64 and converts) in the training loop."""
+        u = ops.from_numpy(self.rng.numpy.random(ops.shape(p), dtype=self.dtype))
+        return ops.astype(ops.less(u, p), self.dtype)
+
+    def _gaussian(self, mean):
+        return mean + self.rng.normal(ops.shape(mean), dtype=self.dtype)
+
+    def sample_hidden(self, v):
+        return self._bernoulli(self.hidden_probabilities(v))
+
+    def sample_visible(self, h):
+        mean = self.visible_mean(h)
+        return self._bernoulli(mean) if self.visible == "bernoulli" else self._gaussian(mean)
+
+    def gibbs(self, v, steps: int = 1):
+        """``steps`` rounds of v → h → v sampling from ``v``; returns the visible sample."""
+        v = self._input(v, "gibbs")
+        for _ in range(int(steps)):
+            v = self.sample_visible(self.sample_hidden(v))
+        return v
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def _visible_term(self, v):
+        if self.visible == "bernoulli":
+            return -ops.matmul(v, self.visible_bias)
+        return 0.5 * ops.sum(ops.square(v - self.visible_bias), axis=1)
+
+    def _free_energy_from(self, v, hidden_pre):
+        return self._visible_term(v) - ops.sum(stable_softplus(hidden_pre), axis=1)
+
+    def free_energy(self, x):
+        """F(v) per row, shape (n,): -log p(v) up to the constant log Z. Higher = less likely."""
+        v = self._input(x, "free_energy")
+        return self._free_energy_from(v, ops.matmul(v, self.weight) + self.hidden_bias)
+
+    def transform(self, x):
+        """Hidden-unit probabilities p(h = 1 | x), shape (n, n_hidden): the RBM's features."""
+        return self.hidden_probabilities(self._input(x, "transform"))
+
+    def reconstruction_error(self, x):
+        """Mean squared error per row between x and its mean-field reconstruction
+        E[v | h = p(h | x)], shape (n,). Deterministic (no sampling); higher = more unusual."""
+        v = self._input(x, "reconstruction_error")
+        recon = self.visible_mean(self.hidden_probabilities(v))
+        return ops.mean(ops.square(v - recon), axis=1)
+
+    def score(self, x, normalized: bool = True):
+        """Anomaly score per row, shape (n,); higher = more anomalous.
+
+        ``normalized=True``: (F(x) - mean) / std of the free energies of the training batches
+        (running statistics over about the last ``stats_window`` training rows). Before any
+        training there are no statistics and the raw free energy is returned.
+        """
+        energy = self.free_energy(x)
+        count, mean, var = self._stats()
+        if not normalized or count == 0:
+            return energy
+        return (energy - mean) / math.sqrt(var + 1e-12)
+
+    def _stats(self) -> tuple[float, float, float]:
+        count, mean, var = (float(s) for s in ops.to_numpy(self.score_stats))
+        return count, mean, var
+
+    # ---- training ---------------------------------------------------------------------------
+    def partial_fit(self, batch) -> "RBM":
+        """One CD-k (or persistent CD) update from one batch of rows: online training."""
+        stats = list(self._stats())
+        self._update(self._input(batch, "partial_fit"), stats)
+        self.score_stats = ops.asarray(stats, dtype="float32")
+        return self
+
+    def fit(self, data, epochs: int = 1, shuffle: bool = True, progress: bool = False) -> "RBM":
+        """Train for ``epochs`` passes over ``data``: a 2-D array (cut into ``batch_size`` rows,
+        shuffled each epoch), a callable returning an iterator of batches, or a re-iterable of
+        batches (see ``ember_models.batches``). For early stopping, use
+        ``ember_models.training.train_rbm``."""
+        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data")
+        for epoch in range(int(epochs)):
+            self.fit_epoch(source, epoch, progress=progress)
+        return self
+
+    def fit_epoch(self, data, epoch: int = 0, shuffle: bool = True, progress: bool = False) -> float:
+        """One pass over ``data``; returns the epoch's mean squared reconstruction error per
+        unit (of each batch from the first Gibbs step's hidden sample in CD, from the hidden
+        probabilities in persistent CD): the usual, cheap monitor of RBM training."""
+        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data")
+        if source.kind == "array":
+            source._data = ops.asarray(source._data, dtype=self.dtype)
+        batches = source.epoch(epoch, self.rng)
+        if progress:
+            from tqdm.auto import tqdm
+            batches = tqdm(batches, desc=f"RBM epoch {epoch + 1}", unit="batch", leave=False)
+        stats = list(self._stats())
+        total, rows = 0.0, 0
+        for batch in batches:
+            err_sum, n = self._update(self._input(batch, "fit"), stats)
+            total, rows = total + err_sum, rows + n
+        self.score_stats = ops.asarray(stats, dtype="float32")
+        return total / max(rows, 1)
+
+    def _update(self, v0, stats: list) -> tuple[float, int]:
+        """One CD-k / PCD step on batch ``v0``; folds its free energies into ``stats``.
+        Returns (sum over rows of the squared reconstruction error per unit, rows)."""
+        n0 = ops.shape(v0)[0]
+        pre0 = ops.matmul(v0, self.weight) + self.hidden_bias
+        h0 = ops.sigmoid(pre0)
+        energy = self._free_energy_from(v0, pre0)
+        mean_e = float(ops.item(ops.sum(energy))) / n0
+        var_e = float(ops.item(ops.sum(ops.square(energy - mean_e)))) / n0
+        self._fold_stats(stats, mean_e, var_e, n0)
+
+        h = self.chain if self.persistent else self._bernoulli(h0)
+        for step in range(self.k):
+            v_mean = self.visible_mean(h)
+            if step == 0:
+                recon = v_mean
+            v = self._bernoulli(v_mean) if self.visible == "bernoulli" else self._gaussian(v_mean)
+            h_prob = self.hidden_probabilities(v)
+            if self.persistent or step < self.k - 1:
+                h = self._bernoulli(h_prob)
+        if self.persistent:
+            self.chain = h
+        n1 = ops.shape(v)[0]
+
+        # log-likelihood gradient estimate: <v hᵀ>_data - <v hᵀ>_model
+        grad_w = (ops.matmul(ops.transpose(v0), h0) * (1.0 / n0)
+                  - ops.matmul(ops.transpose(v), h_prob) * (1.0 / n1))
+        if self.weight_decay:
+            grad_w = grad_w - self.weight_decay * self.weight
+        # (sum * 1/n, not mean: NumPy's mean is a Python wrapper, slow per small batch)
+        grad_b = ops.sum(v0, axis=0) * (1.0 / n0) - ops.sum(v, axis=0) * (1.0 / n1)
+        grad_c = ops.sum(h0, axis=0) * (1.0 / n0) - ops.sum(h_prob, axis=0) * (1.0 / n1)
+        if self.momentum:
+            m, lr = self.momentum, self.lr
+            self.weight_velocity = m * self.weight_velocity + lr * grad_w
+            self.visible_bias_velocity = m * self.visible_bias_velocity + lr * grad_b
+            self.hidden_bias_velocity = m * self.hidden_bias_velocity + lr * grad_c
+            self.weight = self.weight + self.weight_velocity
+            self.visible_bias = self.visible_bias + self.visible_bias_velocity
+            self.hidden_bias = self.hidden_bias + self.hidden_bias_velocity
+        else:
+            self.weight = self.weight + self.lr * grad_w
+            self.visible_bias = self.visible_bias + self.lr * grad_b
+            self.hidden_bias = self.hidden_bias + self.lr * grad_c
+        if self.persistent:  # the negative phase ran on the chain: reconstruct v0 itself
+            recon = self.visible_mean(h0)
+        return float(ops.item(ops.sum(ops.square(v0 - recon)))) / self.n_visible, n0
+
+    def _fold_stats(self, stats: list, mean_b: float, var_b: float, n_b: int) -> None:
+        """Merge a batch's free-energy mean/variance into stats = [count, mean, var] (Chan et
+        al.), old rows weighted as at most ``stats_window`` so the statistics follow the
+        model as it trains."""
+        if not (math.isfinite(mean_b) and math.isfinite(var_b)):
+            raise ValueError("RBM training batch gives a non-finite free energy: the batch has "
+                             "NaN/inf values (or values far outside the visible units' range)")
+        count, mean_a, var_a = stats
+        n_a = min(count, self.stats_window)
+        n = n_a + n_b
+        delta = mean_b - mean_a
+        stats[0] = count + n_b
+        stats[1] = mean_a + delta * n_b / n
+        stats[2] = (var_a * n_a + var_b * n_b + delta * delta * n_a * n_b / n) / n
