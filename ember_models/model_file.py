@@ -72,7 +72,9 @@ def save_arrays(directory, arrays: dict[str, np.ndarray | None], *, cls_name: st
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items() if v is not None}
+    # np.asarray + copy only when needed: np.ascontiguousarray would save a 0-d array as (1,)
+    tensors = {k: np.asarray(v) for k, v in arrays.items() if v is not None}
+    tensors = {k: v if v.flags.c_contiguous else np.ascontiguousarray(v) for k, v in tensors.items()}
     float_dtypes = sorted({str(v.dtype) for v in tensors.values() if v.dtype.kind == "f"})
     blob = st_save(tensors) if tensors else st_save({})
     weights_path = directory / WEIGHTS

@@ -61,7 +61,9 @@ class MlxBackend:
         return a if dtype is None else a.astype(self.dtype(dtype))
 
     def from_numpy(self, a):
-        return mx.array(np.ascontiguousarray(a))
+        # not np.ascontiguousarray: it returns at least 1-d, turning a 0-d array into shape (1,)
+        a = np.asarray(a)
+        return mx.array(a if a.flags.c_contiguous else np.ascontiguousarray(a))
 
     def to_numpy(self, x):
         return np.array(x, copy=True) if isinstance(x, mx.array) else np.asarray(x)

@@ -12,6 +12,12 @@ _DT = {"float32": torch.float32, "float64": torch.float64, "float16": torch.floa
 _NAME = {v: k for k, v in _DT.items() if k != "bool_"}
 
 
+def _contiguous(a) -> np.ndarray:
+    # np.ascontiguousarray returns at least 1-d, which would turn a 0-d array into shape (1,)
+    a = np.asarray(a)
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def _axis(axis):
     return tuple(axis) if isinstance(axis, (list, tuple)) else axis
 
@@ -50,7 +56,7 @@ class TorchBackend:
         if isinstance(x, torch.Tensor):
             t = x.to(self._device)
         elif isinstance(x, np.ndarray):
-            t = torch.from_numpy(np.ascontiguousarray(x)).to(self._device)
+            t = torch.from_numpy(_contiguous(x)).to(self._device)
         else:
             t = torch.as_tensor(x, device=self._device)
             if t.dtype == torch.float64:
@@ -58,7 +64,7 @@ class TorchBackend:
         return t if dtype is None else t.to(self.dtype(dtype))
 
     def from_numpy(self, a):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(self._device)
+        return torch.from_numpy(_contiguous(a)).to(self._device)
 
     def to_numpy(self, x):
         if isinstance(x, torch.Tensor):
