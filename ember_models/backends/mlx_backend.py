@@ -50,20 +50,23 @@ class MlxBackend:
 
     # ---- creation / conversion --------------------------------------------------------
     def asarray(self, x, dtype=None):
+        # the numpy backend's dtype policy: NumPy arrays keep their dtype, Python floats become
+        # float32 and Python ints int64 (mx.array alone would give float32 and int32)
         if isinstance(x, mx.array):
             a = x
         elif isinstance(x, np.ndarray):
-            a = mx.array(x)
+            a = self.from_numpy(x)
         else:
-            a = mx.array(x)
-            if a.dtype == mx.float64:
-                a = a.astype(mx.float32)
+            n = np.asarray(x)
+            a = self.from_numpy(n.astype(np.float32) if n.dtype == np.float64 else n)
         return a if dtype is None else a.astype(self.dtype(dtype))
 
     def from_numpy(self, a):
-        # not np.ascontiguousarray: it returns at least 1-d, turning a 0-d array into shape (1,)
+        # not np.ascontiguousarray (it returns at least 1-d: a 0-d array would become (1,)),
+        # and float64 stated explicitly (mx.array alone silently makes it float32)
         a = np.asarray(a)
-        return mx.array(a if a.flags.c_contiguous else np.ascontiguousarray(a))
+        a = a if a.flags.c_contiguous else np.ascontiguousarray(a)
+        return mx.array(a, dtype=mx.float64) if a.dtype == np.float64 else mx.array(a)
 
     def to_numpy(self, x):
         return np.array(x, copy=True) if isinstance(x, mx.array) else np.asarray(x)
@@ -75,7 +78,8 @@ class MlxBackend:
         return mx.ones(shape, dtype=self.dtype(dtype))
 
     def full(self, shape, value, dtype="float32"):
-        return mx.full(shape, value, dtype=self.dtype(dtype))
+        dt = self.dtype(dtype)
+        return mx.full(shape, value, dtype=dt).astype(dt)   # mx.full ignores dtype for a float value
 
     def zeros_like(self, x):
         return mx.zeros_like(x)
@@ -204,10 +208,10 @@ class MlxBackend:
         return mx.min(x, axis=_ax(axis), keepdims=keepdims)
 
     def argmax(self, x, axis=None):
-        return mx.argmax(x, axis=axis)
+        return mx.argmax(x, axis=axis).astype(mx.int64)      # mx gives uint32; numpy/torch int64
 
     def argmin(self, x, axis=None):
-        return mx.argmin(x, axis=axis)
+        return mx.argmin(x, axis=axis).astype(mx.int64)      # mx gives uint32; numpy/torch int64
 
     def cumsum(self, x, axis=0):
         return mx.cumsum(x, axis=axis)
