@@ -121,6 +121,8 @@ class MlxBackend:
         return mx.stack(list(xs), axis=axis)
 
     def split(self, x, indices_or_sections, axis=0):
+        if isinstance(indices_or_sections, np.integer):
+            indices_or_sections = int(indices_or_sections)
         if not isinstance(indices_or_sections, int):
             indices_or_sections = list(indices_or_sections)
         elif x.shape[axis] % indices_or_sections:

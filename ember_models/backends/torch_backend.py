@@ -122,7 +122,8 @@ class TorchBackend:
 
     def split(self, x, indices_or_sections, axis=0):
         n = x.shape[axis]
-        if isinstance(indices_or_sections, int):
+        if isinstance(indices_or_sections, (int, np.integer)):
+            indices_or_sections = int(indices_or_sections)
             if n % indices_or_sections:
                 raise ValueError("array split does not result in an equal division")
             return list(torch.split(x, n // indices_or_sections, dim=axis))
@@ -139,6 +140,8 @@ class TorchBackend:
         return torch.broadcast_to(x, tuple(shape))
 
     def take(self, x, indices, axis=0):
+        if axis is None:                      # NumPy: take from the flattened array
+            x, axis = x.reshape(-1), 0
         idx = self.asarray(indices).to(torch.int64)
         return torch.index_select(x, axis, idx.reshape(-1)).reshape(
             *x.shape[:axis % x.ndim], *idx.shape, *x.shape[axis % x.ndim + 1:])
