@@ -133,8 +133,11 @@ class NumpyBackend:
         return np.clip(x, lo, hi)
 
     def sigmoid(self, x):
-        # 0.5*(1+tanh(x/2)) is exact and never overflows, unlike 1/(1+exp(-x)) for x << 0
-        return 0.5 * (1.0 + np.tanh(0.5 * x))
+        # e/(1+e) with e = exp(-|x|) <= 1 never overflows and keeps full relative precision in
+        # the lower tail; 0.5*(1+tanh(x/2)) rounds to 0 in float32 below x ~ -17 (and is 2e-4
+        # off at -10), which torch and mlx are not
+        e = np.exp(-np.abs(x))
+        return np.maximum(e, np.greater_equal(x, 0)) / (1.0 + e)
 
     def softplus(self, x):
         return np.logaddexp(0, x).astype(np.asarray(x).dtype, copy=False)
