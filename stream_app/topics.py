@@ -36,6 +36,7 @@ async def ensure_topics(
     topics: Mapping[str, int],
     timeout_s: float = 30.0,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    replication_factor: int = 1,
     **client_kwargs: Any,
 ) -> dict[str, int]:
     """Create each missing topic with its partition count; wait until every partition has a leader.
@@ -47,7 +48,7 @@ async def ensure_topics(
     try:
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1,
+            NewTopic(name, num_partitions=n, replication_factor=replication_factor,
                      topic_configs=dict((configs or {}).get(name, {})))
             for name, n in topics.items()
             if name not in existing

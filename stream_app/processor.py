@@ -1,0 +1,247 @@
+"""One micro-batch of event messages → one ``Pipeline.step`` call → alerts, scores, dead letters,
+new per-key states. Pure CPU work with no Kafka or Faust in it (the agent in ``stream_app.app``
+does the I/O), so it is tested on its own and costs the same whatever transport feeds it.
+
+Per batch, whatever its size: one decode per message, one state read and one state write per
+key, one ``Pipeline.step`` over all keys (vectorised by the pipeline), one send per alert, per
+dead letter and (when a scores topic is set) per key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from .schemas import DeadLetter, Event, EventSchema, alert_record, decode_message, to_json_bytes
+from .stored_state import StoredState, StoredStateError
+
+
+class PipelineContractError(RuntimeError):
+    """The pipeline's step() result does not follow docs/contracts.md."""
+
+
+@dataclass(frozen=True)
+class InMessage:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    key: bytes | None
+    value: bytes
+    source_partition: int  # the events partition it came from (its transaction, in exactly-once)
+
+
+@dataclass
+class BatchOutput:
+    alerts: list[Outgoing] = field(default_factory=list)
+    scores: list[Outgoing] = field(default_factory=list)
+    dead_letters: list[Outgoing] = field(default_factory=list)
+    dead_letter_reasons: list[str] = field(default_factory=list)
+    states: list[tuple[str, int, bytes]] = field(default_factory=list)  # key, partition, value
+    events_in: int = 0
+    scored: int = 0
+    skipped_replayed: int = 0
+    late: int = 0
+    step_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_payload_bytes: int = 1_048_576
+    max_out_of_order_s: float = 300.0
+    max_future_s: float = 86_400.0
+    check_partition: bool = True
+    emit_scores: bool = False
+
+    @classmethod
+    def from_settings(cls, s: Any) -> "Limits":
+        return cls(
+            max_payload_bytes=s.max_payload_bytes,
+            max_out_of_order_s=s.max_out_of_order_s,
+            max_future_s=s.max_future_s,
+            check_partition=s.partition_check == "murmur2",
+            emit_scores=bool(s.scores_topic),
+        )
+
+
+def default_partition(key: str, partitions: int, _cache: dict[tuple[str, int], int] = {}) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client and aiokafka)
+    gives a message keyed by ``key`` (UTF-8)."""
+    try:
+        return _cache[(key, partitions)]
+    except KeyError:
+        from aiokafka.partitioner import murmur2
+
+        if len(_cache) > 1_000_000:
+            _cache.clear()
+        p = _cache[(key, partitions)] = (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+        return p
+
+
+class BatchProcessor:
+    def __init__(self, limits: Limits, events_partitions: int, clock: Callable[[], float] = time.time):
+        self.limits = limits
+        self.events_partitions = events_partitions
+        self.clock = clock
+        self._schema_for: tuple[int, EventSchema] | None = None
+
+    def schema(self, pipeline: Any) -> EventSchema:
+        if self._schema_for is None or self._schema_for[0] != id(pipeline.config):
+            self._schema_for = (id(pipeline.config), EventSchema.from_config(pipeline.config))
+        return self._schema_for[1]
+
+    def process(
+        self,
+        messages: Sequence[InMessage],
+        pipeline: Any,
+        load_state: Callable[[str, int], bytes | None],
+    ) -> BatchOutput:
+        """Score ``messages`` with ``pipeline``; ``load_state(key, partition)`` reads the table."""
+        out = BatchOutput()
+        schema = self.schema(pipeline)
+        lim = self.limits
+        now = self.clock()
+        version = str(pipeline.model_version)
+        topic = messages[0].topic if messages else ""
+
+        # 1. decode and validate, message by message
+        events: list[Event] = []
+        letters: list[DeadLetter] = []
+        for m in messages:
+            ev, dl = decode_message(
+                m.value, schema, topic=m.topic, partition=m.partition, offset=m.offset,
+                max_payload_bytes=lim.max_payload_bytes, max_future_s=lim.max_future_s, now=now,
+            )
+            events.extend(ev)
+            letters.extend(dl)
+        out.events_in = len(events) + len(letters)
+
+        # 2. per key: stored state, replay skip, order checks (in arrival order)
+        stored: dict[str, StoredState | None] = {}
+        latest: dict[str, float] = {}
+        cursor: dict[str, tuple[int, int]] = {}
+        partition_of: dict[str, int] = {}
+        rows: list[Event] = []
+        times: list[float] = []
+        for e in events:
+            key = e.key
+            if key not in stored:
+                if lim.check_partition:
+                    want = default_partition(key, self.events_partitions)
+                    if want != e.partition:
+                        letters.append(self._dead(e, "wrong_partition",
+                            f"key {key!r} belongs to partition {want} (murmur2 of the key, "
+                            f"{self.events_partitions} partitions), message came on {e.partition}: "
+                            "key messages by the event's key", topic))
+                        continue
+                blob = load_state(key, e.partition)
+                try:
+                    st = StoredState.from_bytes(blob, key) if blob is not None else None
+                except StoredStateError:
+                    st = None  # unreadable: start the key fresh rather than stop the stream
+                stored[key] = st
+                latest[key] = st.latest_time if st else float("-inf")
+                partition_of[key] = e.partition
+            elif partition_of[key] != e.partition:
+                letters.append(self._dead(e, "wrong_partition",
+                    f"key {key!r} arrived on partitions {partition_of[key]} and {e.partition} in one batch", topic))
+                continue
+            st = stored[key]
+            if st is not None and st.applied(e.offset, e.index):
+                out.skipped_replayed += 1  # already in the stored state (a replay after a crash)
+                continue
+            t = e.time
+            last = latest[key]
+            if t < last:
+                if last - t > lim.max_out_of_order_s:
+                    letters.append(self._dead(e, "out_of_order",
+                        f"time {t:.3f} is {last - t:.1f} s before key {key!r}'s latest event "
+                        f"({last:.3f}); limit {lim.max_out_of_order_s:g} s", topic))
+                    continue
+                out.late += 1
+                t = last  # scored as if it came at the key's latest time (batch-independent)
+            latest[key] = t
+            cursor[key] = (e.offset, -1 if e.index is None else e.index)
+            rows.append(e)
+            times.append(t)
+
+        for dl in letters:
+            out.dead_letters.append(Outgoing(None, dl.to_bytes(), dl.partition))
+            out.dead_letter_reasons.append(dl.reason)
+        if not rows:
+            return out
+
+        # 3. one vectorised step over every key of the batch
+        table = self._table(schema, rows, times)
+        states_in = {}
+        for key in cursor:
+            st = stored[key]
+            states_in[key] = st.pipeline_state if st is not None and st.model_version == version else None
+        t0 = time.perf_counter()
+        res = pipeline.step(table, states_in)
+        out.step_seconds = time.perf_counter() - t0
+        out.scored = len(rows)
+        if res.scores.num_rows != len(rows):
+            raise PipelineContractError(
+                f"step() returned {res.scores.num_rows} score rows for {len(rows)} events")
+        missing = [k for k in cursor if k not in res.states]
+        if missing:
+            raise PipelineContractError(f"step() returned no state for keys {missing[:5]}")
+
+        # 4. outputs
+        source: dict[tuple[str, float], Event] = {(e.key, t): e for e, t in zip(rows, times)}
+        detected_at = self.clock()
+        for alert in res.alerts:
+            key = str(alert["key"])
+            e = source.get((key, float(alert["time"])))
+            part, off = (e.partition, e.offset) if e else (partition_of[key], -1)
+            rec = alert_record(alert, partition=part, offset=off, detected_at=detected_at)
+            out.alerts.append(Outgoing(key.encode(), to_json_bytes(rec), part))
+        if lim.emit_scores:
+            out.scores = self._score_messages(res.scores, partition_of, version)
+        for key, (off, idx) in cursor.items():
+            new = StoredState(latest[key], off, idx, version, bytes(res.states[key]))
+            out.states.append((key, partition_of[key], new.to_bytes()))
+        return out
+
+    @staticmethod
+    def _dead(e: Event, reason: str, detail: str, topic: str) -> DeadLetter:
+        # The event's fields as decoded (its message may hold other, good events).
+        record = {"key": e.key, "time": e.time, "values": list(e.values), "categories": list(e.categories)}
+        return DeadLetter(reason, detail, json.dumps(record).encode(), topic, e.partition, e.offset, e.index)
+
+    @staticmethod
+    def _table(schema: EventSchema, rows: list[Event], times: list[float]) -> pa.Table:
+        cols: dict[str, pa.Array] = {schema.key_field: pa.array([e.key for e in rows], pa.string())}
+        if schema.time_unit == "s":
+            cols[schema.time_field] = pa.array(times, pa.float64())
+        else:  # a numeric column would be read in the model's unit: hand over an unambiguous timestamp
+            cols[schema.time_field] = pa.array([int(round(t * 1e9)) for t in times], pa.timestamp("ns", "UTC"))
+        for j, name in enumerate(schema.value_fields):
+            cols[name] = pa.array([e.values[j] for e in rows], pa.float64())
+        for j, name in enumerate(schema.categorical_fields):
+            cols[name] = pa.array([e.categories[j] for e in rows], pa.string())
+        return pa.table(cols)
+
+    @staticmethod
+    def _score_messages(scores: pa.Table, partition_of: dict[str, int], version: str) -> list[Outgoing]:
+        """One message per key per batch: a JSON array of that key's scores, in order."""
+        cols = {n: scores.column(n).to_pylist() for n in ("key", "time", "score", "threshold", "alert")}
+        per_key: dict[str, list[dict]] = {}
+        for i, key in enumerate(cols["key"]):
+            t = cols["time"][i]
+            per_key.setdefault(key, []).append({
+                "key": key, "time": t.timestamp() if hasattr(t, "timestamp") else t,
+                "score": cols["score"][i], "threshold": cols["threshold"][i],
+                "alert": cols["alert"][i], "model_version": version,
+            })
+        return [Outgoing(k.encode(), to_json_bytes(v), partition_of[k]) for k, v in per_key.items()]  # type: ignore[arg-type]

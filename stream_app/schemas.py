@@ -1,0 +1,285 @@
+"""Event validation, dead-letter records and alert records of the streaming driver.
+
+Messages on the events topic are decoded here from raw bytes (never by Faust: a value that fails
+Faust's own decoding stops the agent while the worker stays up). A message carries one JSON
+event (an object) or many (a JSON array of objects; "batch messages", for throughput). Every
+event that cannot be used becomes a :class:`DeadLetter` with a machine-readable ``reason``, a
+human ``detail`` naming the field and the value, and the original bytes (base64), and the
+events around it go on. Reasons:
+
+``too_large``        the message is longer than ``max_payload_bytes``
+``bad_json``         not UTF-8 JSON
+``not_an_object``    the message (or an element of a batch) is not a JSON object
+``empty``            an empty message or an empty batch
+``missing_field``    the key, the time or a value field is absent or null
+``wrong_type``       a field has the wrong JSON type (numbers as strings, booleans, ...)
+``not_finite``       a value or the time is NaN or infinite
+``in_future``        the event time lies more than ``max_future_s`` past the wall clock
+``out_of_order``     the event time lies more than ``max_out_of_order_s`` before the latest
+                     event time already seen for its key (checked by the driver)
+``wrong_partition``  the key belongs to another partition (the producer did not key the message
+                     by the event's key), so its per-key state would split (checked by the driver)
+
+For an element of a batch message the "original bytes" are that element re-encoded as JSON
+(``index`` gives its position); for a message that is not JSON at all, the message itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+DEAD_LETTER_SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION = 1
+
+_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+class EventError(ValueError):
+    """One event that cannot be used: ``reason`` (a code listed above) and ``detail``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    """The fields an event must have (taken from the model's configuration)."""
+
+    key_field: str
+    time_field: str
+    value_fields: tuple[str, ...]
+    categorical_fields: tuple[str, ...] = ()
+    time_unit: str = "s"  # unit of a numeric time; ISO-8601 strings are also accepted
+
+    @classmethod
+    def from_config(cls, config: Any) -> "EventSchema":
+        """From a pipeline's ``config`` (key_field, time_field, value_fields, categorical_fields)."""
+        data = getattr(config, "data", config)
+        return cls(
+            key_field=config.key_field,
+            time_field=config.time_field,
+            value_fields=tuple(config.value_fields),
+            categorical_fields=tuple(getattr(config, "categorical_fields", ()) or ()),
+            time_unit=getattr(data, "time_unit", "s") or "s",
+        )
+
+
+@dataclass
+class Event:
+    """A validated event: the columns the pipeline needs, plus where it came from."""
+
+    key: str
+    time: float
+    values: tuple[float, ...]
+    categories: tuple[str | None, ...]
+    partition: int
+    offset: int
+    index: int | None  # position inside a batch message, None for a one-event message
+
+
+@dataclass
+class DeadLetter:
+    reason: str
+    detail: str
+    original: bytes
+    topic: str
+    partition: int
+    offset: int
+    index: int | None = None
+    received_at: float = field(default_factory=time.time)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "schema_version": DEAD_LETTER_SCHEMA_VERSION,
+            "reason": self.reason,
+            "detail": self.detail,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "index": self.index,
+            "received_at": self.received_at,
+            "original_b64": base64.b64encode(self.original).decode("ascii"),
+        }
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.to_record(), separators=(",", ":")).encode()
+
+
+def _describe(v: Any) -> str:
+    text = json.dumps(v) if isinstance(v, (str, bool)) or v is None else repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_time(raw: Any, schema: EventSchema) -> float:
+    """Event time as float epoch seconds, from a JSON number (in ``time_unit``) or ISO-8601 text."""
+    name = schema.time_field
+    if raw is None:
+        raise EventError("missing_field", f"time field {name!r} is missing or null")
+    if isinstance(raw, bool):
+        raise EventError("wrong_type", f"time field {name!r} is a boolean ({_describe(raw)})")
+    if isinstance(raw, (int, float)):
+        t = float(raw) * _TIME_SCALE[schema.time_unit]
+        if not math.isfinite(t):
+            raise EventError("not_finite", f"time field {name!r} is {raw!r}")
+        return t
+    if isinstance(raw, str):
+        try:
+            dt = datetime.fromisoformat(raw)
+        except ValueError:
+            raise EventError(
+                "wrong_type", f"time field {name!r} is text that is not ISO-8601 ({_describe(raw)})"
+            ) from None
+        if dt.tzinfo is None:
+            raise EventError("wrong_type", f"time field {name!r} has no time zone ({_describe(raw)})")
+        return dt.timestamp()
+    raise EventError(
+        "wrong_type", f"time field {name!r} must be a number or ISO-8601 text, got {_describe(raw)}"
+    )
+
+
+def validate_event(
+    obj: Any, schema: EventSchema, now: float, max_future_s: float
+) -> tuple[str, float, tuple[float, ...], tuple[str | None, ...]]:
+    """Check one decoded JSON value; return (key, time, values, categories) or raise EventError."""
+    if not isinstance(obj, dict):
+        raise EventError("not_an_object", f"an event must be a JSON object, got {type(obj).__name__}")
+    key = obj.get(schema.key_field)
+    if key is None:
+        raise EventError("missing_field", f"key field {schema.key_field!r} is missing or null")
+    if isinstance(key, str):
+        if not key:
+            raise EventError("wrong_type", f"key field {schema.key_field!r} is empty")
+    elif isinstance(key, int) and not isinstance(key, bool):
+        key = str(key)
+    else:
+        raise EventError(
+            "wrong_type", f"key field {schema.key_field!r} must be text or an integer, got {_describe(key)}"
+        )
+    t = parse_time(obj.get(schema.time_field), schema)
+    if t > now + max_future_s:
+        raise EventError(
+            "in_future",
+            f"time field {schema.time_field!r} = {t:.3f} lies {t - now:.0f} s past the wall clock "
+            f"(limit {max_future_s:.0f} s)",
+        )
+    values = []
+    for name in schema.value_fields:
+        v = obj.get(name)
+        if v is None:
+            raise EventError("missing_field", f"value field {name!r} is missing or null")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise EventError("wrong_type", f"value field {name!r} must be a number, got {_describe(v)}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise EventError("not_finite", f"value field {name!r} is {v!r}")
+        values.append(v)
+    cats = []
+    for name in schema.categorical_fields:
+        c = obj.get(name)
+        if c is not None and not isinstance(c, str):
+            raise EventError("wrong_type", f"categorical field {name!r} must be text, got {_describe(c)}")
+        cats.append(c)
+    return key, t, tuple(values), tuple(cats)
+
+
+def decode_message(
+    raw: bytes | None,
+    schema: EventSchema,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_payload_bytes: int,
+    max_future_s: float,
+    now: float | None = None,
+) -> tuple[list[Event], list[DeadLetter]]:
+    """All events of one message (one object or an array of objects), and its dead letters."""
+    now = time.time() if now is None else now
+    raw = raw or b""
+
+    def dead(reason: str, detail: str, original: bytes, index: int | None = None) -> DeadLetter:
+        return DeadLetter(reason, detail, original, topic, partition, offset, index, now)
+
+    if len(raw) > max_payload_bytes:
+        return [], [dead("too_large", f"message is {len(raw)} bytes, limit {max_payload_bytes}", raw)]
+    if not raw.strip():
+        return [], [dead("empty", "message is empty", raw)]
+    try:
+        decoded = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return [], [dead("bad_json", f"not JSON: {exc}", raw)]
+    if isinstance(decoded, list):
+        if not decoded:
+            return [], [dead("empty", "batch message is an empty array", raw)]
+        items: list[tuple[int | None, Any]] = list(enumerate(decoded))
+    else:
+        items = [(None, decoded)]
+    events: list[Event] = []
+    letters: list[DeadLetter] = []
+    for index, obj in items:
+        try:
+            key, t, values, cats = validate_event(obj, schema, now, max_future_s)
+        except EventError as exc:
+            original = raw if index is None else json.dumps(obj, allow_nan=True).encode()
+            detail = exc.detail if index is None else f"element {index}: {exc.detail}"
+            letters.append(dead(exc.reason, detail, original, index))
+            continue
+        events.append(Event(key, t, values, cats, partition, offset, index))
+    return events, letters
+
+
+def event_to_json(row: dict[str, Any]) -> bytes:
+    """Encode one event (a dict) the way producers should: compact JSON, NaN refused."""
+    return json.dumps(row, separators=(",", ":"), allow_nan=False).encode()
+
+
+# ----------------------------------------------------------------------------- alerts
+
+
+def alert_id(key: str, event_time: float, model_version: str) -> str:
+    """The identity of an alert: the same event scored by the same model gives the same id,
+    so a consumer can drop the duplicates that at-least-once delivery allows."""
+    return f"{key}|{event_time!r}|{model_version}"
+
+
+def alert_record(alert: dict[str, Any], *, partition: int, offset: int, detected_at: float) -> dict[str, Any]:
+    """The alert as published (docs/alerts.md): the pipeline's record plus the driver's fields."""
+    for name in ("key", "time", "score", "threshold", "model_version"):
+        if name not in alert:
+            raise KeyError(f"the pipeline's alert record has no {name!r} (see docs/alerts.md): {alert}")
+    record = {
+        "schema_version": ALERT_SCHEMA_VERSION,
+        "alert_id": alert_id(str(alert["key"]), float(alert["time"]), str(alert["model_version"])),
+        "key": str(alert["key"]),
+        "time": float(alert["time"]),
+        "score": float(alert["score"]),
+        "threshold": float(alert["threshold"]),
+        "top_features": list(alert.get("top_features") or []),
+        "model_version": str(alert["model_version"]),
+    }
+    for name, value in alert.items():  # anything else the pipeline adds travels along
+        record.setdefault(name, value)
+    record["source"] = {"partition": partition, "offset": offset}
+    record["detected_at"] = detected_at
+    return record
+
+
+def _json_default(v: Any) -> Any:
+    # NumPy scalars and arrays that a pipeline's records may carry.
+    if hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def to_json_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), default=_json_default).encode()
