@@ -15,7 +15,8 @@ class NumpyBackend:
 
     # ---- dtype / device -------------------------------------------------------------
     def dtype(self, name):
-        return np.dtype("bool" if name in ("bool", "bool_") else name).type
+        # validated like torch/mlx: only ember's dtypes (np.dtype alone accepts complex, ...)
+        return np.dtype(_np_dtype_name("bool" if name in ("bool", "bool_") else name)).type
 
     def dtype_name(self, x):
         return _np_dtype_name(np.asarray(x).dtype)
@@ -24,7 +25,8 @@ class NumpyBackend:
         return "cpu"
 
     def is_array(self, x):
-        return isinstance(x, np.ndarray)
+        # full reductions (ops.sum(x)) return NumPy scalars, which are arrays of shape ()
+        return isinstance(x, (np.ndarray, np.generic))
 
     # ---- creation / conversion --------------------------------------------------------
     def asarray(self, x, dtype=None):
@@ -187,7 +189,14 @@ class NumpyBackend:
         return np.cumsum(x, axis=axis)
 
     # ---- comparisons / selection ---------------------------------------------------------
-    where = staticmethod(np.where)
+    def where(self, cond, a, b):
+        out = np.where(cond, a, b)
+        # two Python floats make float64 here; asarray's policy (and torch, mlx) is float32
+        if out.dtype == np.float64 and not (getattr(a, "dtype", None) == np.float64
+                                            or getattr(b, "dtype", None) == np.float64):
+            return out.astype(np.float32)
+        return out
+
     greater = staticmethod(np.greater)
     greater_equal = staticmethod(np.greater_equal)
     less = staticmethod(np.less)
