@@ -177,7 +177,8 @@ class TorchBackend:
         if isinstance(x, torch.Tensor):
             return x
         if like is not None and not isinstance(x, np.ndarray):
-            return torch.as_tensor(x, dtype=like.dtype, device=like.device)
+            # promote like NumPy: 0.5 beside an int tensor is a float, not truncated to 0
+            return torch.as_tensor(x, dtype=torch.result_type(like, x), device=like.device)
         return self.asarray(x)
 
     def maximum(self, a, b):
