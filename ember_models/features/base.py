@@ -1,0 +1,115 @@
+"""The one interface every feature implements, and the per-round inputs it sees.
+
+A feature is evaluated one *round* at a time: a round holds at most one event for each of n keys
+(the engine puts the r-th event of every key in round r). `Feature.step` updates the keys' state
+in place and returns the feature's output for those n events. Streaming and backfill both run
+exactly this code, so they agree by construction; the engine only differs in how it groups rows
+into rounds and where the state lives between calls.
+
+State is a dict of NumPy arrays whose leading axis is the key (`init_state(n_keys)`); per key it
+is fixed size, so one key's state packs into a fixed-layout record (see state_codec.py). State is
+float64 (features are preprocessing, not model math: they do not go through `ops`).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+State = dict  # dict[str, np.ndarray], leading axis = keys
+
+
+class RoundInputs:
+    """The events of one round: row i belongs to the i-th key of the round's state views.
+
+    times:      (n,) float64 epoch seconds
+    values:     (n, V) float64, all value fields; NaN or ±inf = missing
+    categories: (n, C) int64 stable hashes (>= 0) of the categorical fields; -1 = missing
+    """
+
+    __slots__ = ("times", "values", "categories", "_cache")
+
+    def __init__(self, times: np.ndarray, values: np.ndarray, categories: np.ndarray):
+        self.times = times
+        self.values = values
+        self.categories = categories
+        self._cache: dict = {}
+
+    def __len__(self) -> int:
+        return self.times.shape[0]
+
+    def observed(self, columns: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the value columns `columns` (None = all): (x, obs, x0) where obs marks finite
+        values (as bool) and x0 is x with missing entries set to 0. Cached: several features
+        share the work."""
+        hit = self._cache.get(columns)
+        if hit is None:
+            x = self.values if columns is None else self.values[:, list(columns)]
+            obs = np.isfinite(x)
+            x0 = np.where(obs, x, 0.0)
+            hit = self._cache[columns] = (x, obs, x0)
+        return hit
+
+
+class Feature(ABC):
+    """A per-key incremental feature.
+
+    Subclasses set `kind`, describe their per-key state in `state_spec()` and implement `step`.
+    `fields` are the value (or categorical) field names the feature reads, `columns` their
+    positions in `RoundInputs.values` (or `.categories`); `prefix` names the output columns.
+    """
+
+    kind: ClassVar[str]
+    reads: ClassVar[str] = "values"  # "values", "categories" or "none"
+
+    def __init__(self, fields: Sequence[str] = (), columns: Sequence[int] = (), prefix: str = ""):
+        self.fields = tuple(fields)
+        self.columns = tuple(int(c) for c in columns)
+        self.prefix = prefix or self.kind
+        # None means "all value columns, in order": lets RoundInputs share the cached arrays.
+        self._cols_key: tuple[int, ...] | None = self.columns
+
+    def bind_all_columns(self, n_columns: int) -> None:
+        """Called by the engine: if this feature reads every column in order, use the shared cache."""
+        if self.columns == tuple(range(n_columns)):
+            self._cols_key = None
+
+    # -- description -------------------------------------------------------------------------
+    @abstractmethod
+    def names(self) -> list[str]:
+        """One name per output column, e.g. "cpu.ewma_mean_h600s"."""
+
+    @abstractmethod
+    def state_spec(self) -> dict[str, tuple[tuple[int, ...], str, float]]:
+        """name -> (per-key shape, dtype, initial value) of each state array."""
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.names())
+
+    def init_state(self, n_keys: int) -> State:
+        return {name: np.full((n_keys, *shape), fill, dtype=dtype)
+                for name, (shape, dtype, fill) in self.state_spec().items()}
+
+    # -- evaluation --------------------------------------------------------------------------
+    @abstractmethod
+    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+        """Advance the n keys of `state` (arrays of leading size n, updated in place) by one event
+        each; return the (n, n_outputs) float64 outputs for these events."""
+
+    def observed(self, inp: RoundInputs):
+        return inp.observed(self._cols_key)
+
+    def _field_names(self, *parts: str) -> list[str]:
+        """Names "<field>.<prefix>_<part>" in (field, part) order, the order of a C-order
+        (n, fields, parts) output reshaped to (n, fields*parts)."""
+        return [f"{f}.{self.prefix}{'_' + p if p else ''}" for f in self.fields for p in parts]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self.prefix!r}, fields={list(self.fields)})"
+
+
+def fmt_seconds(s: float) -> str:
+    """600.0 -> "600s", 0.5 -> "0.5s": compact, stable output-column names."""
+    return f"{s:g}s"

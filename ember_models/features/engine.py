@@ -1,0 +1,274 @@
+"""FeatureEngine: the configured features, evaluated over events of many keys.
+
+Streaming and backfill are one code path: rows are grouped into rounds (round r = the r-th event
+of every key, `RoundLayout`) and every feature's `step` runs once per round over all keys at once.
+What differs is only where the state lives between calls: a streaming driver carries it as one
+bytes blob per key (`step`, `state_to_bytes`/`states_from_bytes`), a backfill keeps it in arrays
+(`transform`). Output is float32, one named column per feature output (`names`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..config import DataConfig, EmberConfig, default_features, load_config, parse_config
+from .base import Feature, RoundInputs
+from .columns import EventColumns, read_columns
+from .layout import RoundLayout
+from .registry import build_feature
+from .state_codec import StateCodec
+
+State = dict  # flat: "<feature>/<state name>" -> array with a leading key axis
+
+# Outputs are clipped to this so that float32 never overflows to inf.
+_OUT_LIMIT = 1e30
+
+
+@dataclass
+class FeatureFrame:
+    """Features of a table's events.
+
+    values:    (N, d) float32, one row per input row, input order; columns named by `names`
+    names:     output column names
+    keys:      the distinct keys, in order of first appearance
+    key_index: (N,) int64, row -> position in `keys`
+    state:     the state after the last event of each key, rows aligned with `keys`
+    """
+    values: np.ndarray
+    names: list[str]
+    keys: list
+    key_index: np.ndarray
+    state: State
+
+
+class FeatureEngine:
+    def __init__(self, data: DataConfig, features: Sequence | None = None):
+        self.data = data
+        self.specs = list(features) if features is not None else default_features(data)
+        self.features: list[Feature] = [build_feature(s, data) for s in self.specs]
+        self._names: list[str] = []
+        self._slices: list[slice] = []
+        spec: dict[str, Any] = {}
+        self._state_keys: list[list[tuple[str, str]]] = []
+        for f, s in zip(self.features, self.specs):
+            start = len(self._names)
+            self._names.extend(f.names())
+            self._slices.append(slice(start, len(self._names)))
+            keys = []
+            for local, entry in f.state_spec().items():
+                spec[f"{s.id}/{local}"] = entry
+                keys.append((f"{s.id}/{local}", local))
+            self._state_keys.append(keys)
+        if len(set(self._names)) != len(self._names):
+            dup = sorted({n for n in self._names if self._names.count(n) > 1})
+            raise ValueError(f"feature output names collide: {dup}; give features distinct names")
+        self.codec = StateCodec(spec, self._config_text())
+        self.center: np.ndarray | None = None   # set by fit()
+        self.scale_: np.ndarray | None = None
+
+    # ---- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: EmberConfig | str | Path | Mapping) -> "FeatureEngine":
+        """From an EmberConfig, a path to a TOML file, or a dict of the file's content."""
+        if isinstance(config, (str, Path)):
+            config = load_config(config)
+        elif isinstance(config, Mapping):
+            config = parse_config(dict(config))
+        return cls(config.data, config.features)
+
+    def _config_text(self) -> str:
+        return json.dumps({"data": self.data.model_dump(mode="json"),
+                           "features": [s.model_dump(mode="json") for s in self.specs]},
+                          sort_keys=True)
+
+    # ---- description -------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """One name per output column ("cpu.ewma_mean_h600s", "count_log1p", ...)."""
+        return list(self._names)
+
+    @property
+    def n_features(self) -> int:
+        return len(self._names)
+
+    def feature_slices(self) -> dict[str, slice]:
+        """Feature id -> its output columns."""
+        return {s.id: sl for s, sl in zip(self.specs, self._slices)}
+
+    # ---- state -------------------------------------------------------------------------------
+    def init_state(self, n_keys: int) -> State:
+        return self.codec.init(n_keys)
+
+    def state_to_bytes(self, state: State, key_index: int) -> bytes:
+        return self.codec.encode(state, key_index)
+
+    def state_from_bytes(self, blob: bytes | None) -> State:
+        """A one-key state (None -> a new key's state)."""
+        return self.codec.decode_many([blob])
+
+    def states_from_bytes(self, blobs: Sequence[bytes | None]) -> State:
+        """Gather several keys' blobs into one state, row i = blobs[i] (None -> new key)."""
+        return self.codec.decode_many(blobs)
+
+    def states_to_bytes(self, state: State) -> list[bytes]:
+        """Scatter a state into one blob per key (row order)."""
+        return self.codec.encode_all(state)
+
+    @staticmethod
+    def take_state(state: State, rows) -> State:
+        return {k: v[rows] for k, v in state.items()}
+
+    @staticmethod
+    def concat_states(states: Sequence[State]) -> State:
+        return {k: np.concatenate([s[k] for s in states]) for k in states[0]}
+
+    @property
+    def state_nbytes(self) -> int:
+        """Bytes of one key's state blob."""
+        return self.codec.blob_size
+
+    # ---- evaluation --------------------------------------------------------------------------
+    def read(self, table: pa.Table | pa.RecordBatch) -> EventColumns:
+        """The configured fields of `table` as arrays (errors name the field and row)."""
+        d = self.data
+        return read_columns(table, d.key_field, d.time_field, d.value_fields, d.categorical_fields,
+                            d.time_unit)
+
+    def step_events(self, state: State, key_index: np.ndarray, times: np.ndarray,
+                    values: np.ndarray, categories: np.ndarray | None = None,
+                    keys: Sequence | None = None) -> tuple[np.ndarray, State]:
+        """Apply events of many keys to `state` (rows = keys; not modified) and return
+        (features (N, d) float32 in row order, new state). Each key's events are applied in row
+        order, so they must be in time order (`keys` only names a key in that error)."""
+        key_index = np.asarray(key_index, dtype=np.int64)
+        times = np.asarray(times, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
+        if categories is None:
+            categories = np.full((times.shape[0], len(self.data.categorical_fields)), -1, np.int64)
+        n_keys = next(iter(state.values())).shape[0] if state else int(key_index.max(initial=-1)) + 1
+        if key_index.size and (key_index.min() < 0 or key_index.max() >= n_keys):
+            raise ValueError(f"key_index out of range for a state of {n_keys} keys")
+        layout = RoundLayout(key_index, n_keys)
+        layout.check_time_order(key_index, times, keys if keys is not None else range(n_keys))
+        ranked = {k: v[layout.rank_order] for k, v in state.items()}
+        out = self._run(layout, ranked, times, values, categories)
+        new_state = {}
+        for k, v in ranked.items():
+            nv = np.empty_like(v)
+            nv[layout.rank_order] = v
+            new_state[k] = nv
+        return out, new_state
+
+    def _run(self, layout: RoundLayout, ranked: State, times, values, categories) -> np.ndarray:
+        order = layout.order
+        t_r, x_r, c_r = times[order], values[order], categories[order]
+        n_rows, d = order.shape[0], self.n_features
+        out = np.empty((n_rows, d), dtype=np.float32)
+        if n_rows == 0:
+            return out
+        buf = np.empty((int(layout.round_start[1]), d), dtype=np.float32)
+        views: list[dict] = []
+        n_prev = -1
+        for a, b in layout.rounds():
+            n = b - a
+            if n != n_prev:   # the active keys shrink only when some keys run out of events
+                views = [{local: ranked[flat][:n] for flat, local in keys}
+                         for keys in self._state_keys]
+                n_prev = n
+            inp = RoundInputs(t_r[a:b], x_r[a:b], c_r[a:b])
+            for f, sl, st in zip(self.features, self._slices, views):
+                buf[:n, sl] = f.step(st, inp)
+            out[order[a:b]] = buf[:n]
+        np.clip(out, -_OUT_LIMIT, _OUT_LIMIT, out=out)
+        return out
+
+    def transform(self, table: pa.Table | pa.RecordBatch | EventColumns,
+                  state: State | Mapping[Any, bytes | None] | None = None) -> FeatureFrame:
+        """Features of every row of `table` (each key's rows in time order; sorting by
+        (key, time) is the fast case). `state`: None (all keys new), a State aligned with the
+        table's keys in order of first appearance, or a mapping key -> bytes|None."""
+        cols = table if isinstance(table, EventColumns) else self.read(table)
+        if state is None:
+            st = self.init_state(len(cols.keys))
+        elif isinstance(state, Mapping) and not _is_state(state):
+            st = self.states_from_bytes([state.get(k) for k in cols.keys])
+        else:
+            st = state
+        out, new_state = self.step_events(st, cols.key_index, cols.times, cols.values,
+                                          cols.categories, keys=cols.keys)
+        return FeatureFrame(out, self.names, cols.keys, cols.key_index, new_state)
+
+    def step(self, table: pa.Table | pa.RecordBatch, states: Mapping[Any, bytes | None]
+             ) -> tuple[FeatureFrame, dict[Any, bytes]]:
+        """The streaming form: events of any keys plus each key's stored blob (missing/None =
+        new key) -> (features, {key: new blob} for every key in `table`)."""
+        frame = self.transform(table, {k: states.get(k) for k in self.read_keys(table)})
+        return frame, dict(zip(frame.keys, self.states_to_bytes(frame.state)))
+
+    def read_keys(self, table: pa.Table | pa.RecordBatch) -> list:
+        from .columns import encode_keys
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if self.data.key_field not in table.column_names:
+            raise ValueError(f"the events have no key field {self.data.key_field!r} "
+                             f"(columns: {table.column_names})")
+        return encode_keys(table.column(self.data.key_field), self.data.key_field)[0]
+
+    # ---- fitted output scaling (optional) ----------------------------------------------------
+    def fit(self, table: pa.Table | pa.RecordBatch | FeatureFrame, max_rows: int = 200_000
+            ) -> "FeatureEngine":
+        """Learn a robust per-column center (median) and scale (IQR/1.349, else std, floored)
+        of the features of `table`, for `standardize`. The features themselves need no fitting."""
+        frame = table if isinstance(table, FeatureFrame) else self.transform(table)
+        x = frame.values
+        if x.shape[0] == 0:
+            raise ValueError("cannot fit feature scaling on an empty table")
+        step = max(1, x.shape[0] // max_rows)
+        sample = x[::step].astype(np.float64)
+        q25, q50, q75 = np.quantile(sample, [0.25, 0.5, 0.75], axis=0)
+        scale = (q75 - q25) / 1.349
+        std = sample.std(axis=0)
+        scale = np.where(scale > 1e-9, scale, std)
+        self.center = q50
+        self.scale_ = np.maximum(scale, 1e-6)
+        return self
+
+    def standardize(self, values: np.ndarray, clip: float = 10.0) -> np.ndarray:
+        """(values - center) / scale from `fit`, clipped to ±clip, float32."""
+        if self.center is None:
+            raise RuntimeError("FeatureEngine.standardize needs fit() (or a loaded engine) first")
+        z = (np.asarray(values, dtype=np.float64) - self.center) / self.scale_
+        return np.clip(z, -clip, clip).astype(np.float32)
+
+    # ---- saving ------------------------------------------------------------------------------
+    def export(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able manifest, arrays) that `from_export` rebuilds the engine from."""
+        manifest = json.loads(self._config_text())
+        manifest["names"] = self.names
+        manifest["state_fingerprint"] = self.codec.fingerprint.hex()
+        arrays = {}
+        if self.center is not None:
+            arrays = {"center": self.center.copy(), "scale": self.scale_.copy()}
+        return manifest, arrays
+
+    @classmethod
+    def from_export(cls, manifest: dict, arrays: Mapping[str, np.ndarray] | None = None
+                    ) -> "FeatureEngine":
+        cfg = parse_config({"data": manifest["data"], "features": manifest["features"]},
+                           source="feature manifest")
+        engine = cls(cfg.data, cfg.features)
+        if engine.names != manifest.get("names", engine.names):
+            raise ValueError("feature manifest names do not match this ember's features")
+        if arrays and "center" in arrays:
+            engine.center = np.asarray(arrays["center"], dtype=np.float64)
+            engine.scale_ = np.asarray(arrays["scale"], dtype=np.float64)
+        return engine
+
+
+def _is_state(m: Mapping) -> bool:
+    return bool(m) and all(isinstance(v, np.ndarray) for v in m.values())

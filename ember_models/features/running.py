@@ -1,0 +1,28 @@
+"""Running-statistics updates shared by several features (one definition of each)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def welford_update(n: np.ndarray, mean: np.ndarray, m2: np.ndarray, x0: np.ndarray,
+                   obs: np.ndarray) -> None:
+    """Welford's update, in place, of count `n`, `mean` and sum of squared deviations `m2` with
+    the values `x0` where `obs` is True (entries where it is False are left unchanged)."""
+    n_new = n + obs
+    delta = x0 - mean
+    # obs / max(n_new, 1) is 0 where nothing was observed, 1/n_new where something was.
+    step = obs / np.maximum(n_new, 1.0)
+    mean += delta * step
+    m2 += delta * (x0 - mean) * obs
+    n[...] = n_new
+
+
+def welford_std(n: np.ndarray, m2: np.ndarray) -> np.ndarray:
+    """Population standard deviation from Welford state (0 before two observations)."""
+    return np.sqrt(np.maximum(m2, 0.0) / np.maximum(n, 1.0))
+
+
+def elapsed(times: np.ndarray, t_last: np.ndarray) -> np.ndarray:
+    """Seconds since `t_last` (NaN = never: 0); never negative, so an event that arrives with an
+    earlier timestamp than the previous one counts as simultaneous with it."""
+    return np.fmax(times - t_last, 0.0)

@@ -1,0 +1,37 @@
+"""Scaling from running statistics: how many standard deviations an observation lies from the
+key's earlier observations of the field (Welford mean/std before this event), clipped.
+
+Missing values and the first two observations give 0. A change after a constant run (std 0)
+gives the clip value with its sign, which is what an anomaly detector wants to see.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Feature, RoundInputs, State
+from .running import welford_std, welford_update
+
+
+class ZScore(Feature):
+    kind = "zscore"
+
+    def __init__(self, fields=(), columns=(), prefix: str = "zscore", clip: float = 5.0):
+        super().__init__(fields, columns, prefix)
+        self.clip = float(clip)
+
+    def names(self) -> list[str]:
+        return self._field_names("")
+
+    def state_spec(self):
+        v = (len(self.fields),)
+        return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
+
+    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+        _, obs, x0 = self.observed(inp)
+        n, mean, m2 = state["n"], state["mean"], state["m2"]
+        # A floor relative to the mean's size, so float noise on a constant does not explode.
+        scale = np.maximum(welford_std(n, m2), 1e-9 * (1.0 + np.abs(mean)))
+        z = np.clip((x0 - mean) / scale, -self.clip, self.clip)
+        z *= obs & (n >= 2.0)
+        welford_update(n, mean, m2, x0, obs)
+        return z
