@@ -391,9 +391,9 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
     t = col.type
     per_second = _PER_SECOND[time_unit]
     if pa.types.is_timestamp(t):
-        ints = pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False)
-        secs = np.asarray(ints, np.float64) / _PER_SECOND[t.unit]
-        return secs, col.is_null().to_numpy(zero_copy_only=False)
+        nulls = col.is_null().to_numpy(zero_copy_only=False)
+        ints = pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        return np.where(nulls, np.nan, _int_ticks_to_seconds(ints, t.unit)), nulls
     if pa.types.is_date(t):
         secs = pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
         return np.asarray(secs, np.float64), col.is_null().to_numpy(zero_copy_only=False)
@@ -414,10 +414,19 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
     for ty in (pa.timestamp("ns", tz="UTC"), pa.timestamp("ns")):
         try:
             ns = pc.cast(pc.cast(filled, ty), pa.int64()).to_numpy(zero_copy_only=False)
-            return np.where(blank, np.nan, ns / 1e9), blank
+            return np.where(blank, np.nan, _int_ticks_to_seconds(ns, "ns")), blank
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
     return _times_one_by_one(text.to_pylist(), blank, per_second)
+
+
+def _int_ticks_to_seconds(ticks: np.ndarray, unit: str) -> np.ndarray:
+    """Integer ticks → float seconds, whole seconds and fraction apart: ns counts exceed 2**53,
+    so ``ticks / 1e9`` would land an ulp away from the decimal the file wrote (…249.2649999)."""
+    per = int(_PER_SECOND[unit])
+    ticks = np.asarray(ticks, np.int64)
+    whole, frac = np.divmod(ticks, per)
+    return whole.astype(np.float64) + frac.astype(np.float64) / per
 
 
 def _times_one_by_one(cells: list, blank: np.ndarray, per_second: float):

@@ -108,8 +108,8 @@ def write_report(scores: pa.Table, output, columns: ScoreColumns, *, windows: pa
     truth = _windows_by_key(windows, columns.key)
 
     rows = max(len(shown), 1)
-    fig = plt.figure(figsize=(14, 0.9 + 2.7 * rows), dpi=100)
-    outer = fig.add_gridspec(rows, 1, hspace=0.32, top=1 - 0.7 / fig.get_figheight(),
+    fig = plt.figure(figsize=(14, 1.2 + 2.7 * rows), dpi=100)
+    outer = fig.add_gridspec(rows, 1, hspace=0.32, top=1 - 1.0 / fig.get_figheight(),
                              bottom=0.45 / fig.get_figheight(), left=0.07, right=0.93)
     # A known anomaly shorter than this (a one-event spike) is widened so it can be seen.
     span = float(np.ptp(times)) if len(times) else 0.0
@@ -138,6 +138,9 @@ def write_report(scores: pa.Table, output, columns: ScoreColumns, *, windows: pa
                     alpha=0.95 if ax is ax_v else 0.7)
             ax.set_ylabel(name, color=color, fontsize=8)
             ax.tick_params(axis="y", labelsize=7, colors=color)
+        if len(axes_for_values) > 1:   # the first value field (and its alert dots) drawn on top
+            ax_v.set_zorder(axes_for_values[1].get_zorder() + 1)
+            ax_v.patch.set_visible(False)
         a = sel[alert[sel]]
         if values:
             first_vals = next(iter(values.values()))
@@ -178,8 +181,8 @@ def write_report(scores: pa.Table, output, columns: ScoreColumns, *, windows: pa
                 Line2D([], [], color=_ALERT_COLOR, marker="o", lw=0, ms=5, label="alert")]
     if truth:
         handles.append(Patch(color=_TRUTH_COLOR, alpha=0.5, label="known anomaly"))
-    fig.legend(handles=handles, loc="upper right", ncol=len(handles), fontsize=8, frameon=False,
-               bbox_to_anchor=(0.93, 1 - 0.05 / fig.get_figheight()))
+    fig.legend(handles=handles, loc="upper left", ncol=len(handles), fontsize=8, frameon=False,
+               bbox_to_anchor=(0.065, 1 - 0.52 / fig.get_figheight()), borderaxespad=0.0)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png")

@@ -104,7 +104,8 @@ def _one_key(rng, service, n, days, kinds, clean_fraction, start, first_window_i
     # Every key covers the same days (so one split time cuts each key at the same fraction);
     # keys differ in rate, and the gaps between events are exponential (irregular).
     mean_gap = days * DAY_S / n
-    t = start + rng.uniform(0, mean_gap) + np.cumsum(np.maximum(rng.exponential(mean_gap, size=n), 0.5))
+    # Draw more gaps than needed and cut at the end of the span, so no key stops early.
+    t = start + rng.uniform(0, mean_gap) + np.cumsum(np.maximum(rng.exponential(mean_gap, size=int(n * 1.2) + 50), 0.5))
     t = t[t < start + days * DAY_S]
     n = t.size
 
@@ -217,3 +218,21 @@ def write_sample(out_dir, seed: int = 7, n_keys: int = 8, events_per_key: int = 
         "windows": write_events(sample.windows, out / "windows.csv", None),
     }
     return paths
+
+
+# The configuration for the sample's fields; the repository's example ember.toml is this text
+# (tests/test_cli_model.py holds them equal), and `ember run-sample` writes it beside its output.
+SAMPLE_CONFIG = '''\
+# ember configuration for the bundled sample stream (stream_app/sample.py, `ember run-sample`).
+# Point the [data] fields at your own event files' columns to use ember on your data.
+
+[data]
+key_field = "service"                        # one model state per distinct key
+time_field = "time"                          # ISO 8601 strings or epoch numbers
+time_unit = "s"                              # unit of numeric times: s, ms, us or ns
+value_fields = ["requests", "latency_ms"]    # numeric fields the detector watches
+categorical_fields = ["status"]              # string fields (hashed into features)
+
+# [[features]] left out: the default feature set (see ember_models/config.py).
+# [model] left out: the pipeline's defaults (see ember_models/pipeline/settings.py).
+'''
