@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from stream_app.backfill.bigquery_clients import BigQueryClients
-from stream_app.backfill.dry_run import DryRunReport, query_cost, read_cost, scoring_seconds
+from stream_app.backfill.estimate import DryRunReport, query_cost, read_cost, scoring_seconds
 from stream_app.backfill.errors import SessionExpiredError, SourceError
 from stream_app.backfill.fields import EventFields
 from stream_app.backfill.shards import SHARD_COLUMN, bigquery_shard_expression, sort_by_key_time
@@ -252,20 +252,21 @@ class BigQuerySource:
                 f"staging table {plan.staging} of run {plan.run_id} is gone (expired after "
                 f"{self.staging_hours} h?); run the backfill again to restage it: {exc.message}"
             ) from exc
+        # Decode the Arrow IPC messages directly (the client's own to_arrow() helpers are
+        # deprecated); the stream object still resumes at the right offset on transient errors.
+        schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
         batches: list[pa.RecordBatch] = []
         try:
             for stream in session.streams:
-                for page in self.clients.read.read_rows(stream.name).rows(session).pages:
-                    batches.append(page.to_arrow())
+                for response in self.clients.read.read_rows(stream.name):
+                    payload = response.arrow_record_batch.serialized_record_batch
+                    if payload:
+                        batches.append(pa.ipc.read_record_batch(pa.py_buffer(payload), schema))
         except (NotFound, FailedPrecondition) as exc:
             raise SessionExpiredError(
                 f"read session {session.name} for shard {shard} of {plan.staging} ended: {exc.message}"
             ) from exc
-        if batches:
-            result = pa.Table.from_batches(batches)
-        else:
-            schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
-            result = schema.empty_table()
+        result = pa.Table.from_batches(batches, schema=schema)
         result = result.select(list(self.fields.columns))
         return sort_by_key_time(result, self.fields.key, self.fields.time)
 

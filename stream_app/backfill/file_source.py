@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from stream_app.backfill.dry_run import DryRunReport, scoring_seconds
+from stream_app.backfill.estimate import DryRunReport, scoring_seconds
 from stream_app.backfill.errors import SourceError
 from stream_app.backfill.fields import EventFields
 from stream_app.backfill.shards import FileShardFunction, sort_by_key_time

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream_app.backfill.dry_run import DryRunReport
+from stream_app.backfill.estimate import DryRunReport
 from stream_app.backfill.manifest import LocalManifest, Manifest
 from stream_app.backfill.shard_task import run_shard
 from stream_app.backfill.sink import RunInfo, ShardSink

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from stream_app.backfill.dry_run import DryRunReport
+from stream_app.backfill.estimate import DryRunReport
 from stream_app.backfill.fields import EventFields
 from stream_app.backfill.timerange import TimeRange
 

@@ -81,3 +81,57 @@ def load_table(bq_clients: BigQueryClients):
         return table_id
 
     return load
+
+
+def make_events(keys: int, per_key: int, seed: int = 0, start: float = 1_700_000_000.0,
+                key_prefix: str = "host-") -> pa.Table:
+    """``keys`` × ``per_key`` events in shuffled row order (what a warehouse table looks like):
+    irregular time steps per key, a value with a per-key level, a TIMESTAMP time column."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    key_ids = np.repeat(np.arange(keys), per_key)
+    gaps = rng.exponential(30.0, size=(keys, per_key)) + 1.0
+    times = start + np.cumsum(gaps, axis=1).ravel()
+    micros = np.round(times * 1e6).astype(np.int64)
+    level = rng.normal(50.0, 10.0, size=keys)
+    values = level[key_ids] + rng.normal(0.0, 2.0, size=keys * per_key)
+    order = rng.permutation(keys * per_key)
+    return pa.table({
+        "host": pa.array([f"{key_prefix}{k}" for k in key_ids[order]], pa.string()),
+        "ts": pa.array(micros[order], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        "cpu": pa.array(values[order], pa.float64()),
+    })
+
+
+EVENT_SCHEMA_SQL = [("host", "STRING"), ("ts", "TIMESTAMP"), ("cpu", "FLOAT64")]
+
+
+@pytest.fixture
+def events_table(bq_dataset, load_table):
+    """``make(keys, per_key, seed=0, name="events") -> (table_id, arrow_table)`` in BigQuery."""
+    from google.cloud import bigquery
+
+    def make(keys: int, per_key: int, seed: int = 0, name: str = "events"):
+        table = make_events(keys, per_key, seed)
+        schema = [bigquery.SchemaField(n, t) for n, t in EVENT_SCHEMA_SQL]
+        return load_table(f"{bq_dataset}.{name}", table, schema), table
+
+    return make
+
+
+@pytest.fixture
+def arrow_events():
+    """The event generator itself (no BigQuery), for file sources and pipelines."""
+    return make_events
+
+
+@pytest.fixture
+def pipeline():
+    """A real ember pipeline for the test events (host, ts, cpu), fitted on generated history."""
+    from ember_models.config import parse_config
+    from ember_models.pipeline import Pipeline
+
+    config = parse_config({"data": {"key_field": "host", "time_field": "ts", "value_fields": ["cpu"]},
+                           "model": {"warmup_events": 5}})
+    return Pipeline(config).fit(make_events(5, 50, seed=99))

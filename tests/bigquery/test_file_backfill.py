@@ -1,0 +1,115 @@
+"""Files → pipeline → Parquet: the embedded default path (no emulator needed)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from stream_app.backfill import EventFields, FileSource, LocalManifest, ParquetSink, SinkError, SourceError, TimeRange, run_backfill
+from stream_app.backfill.shards import FileShardFunction, key_shard
+from stream_app.backfill.sink import RunInfo
+
+FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+
+
+def write_parts(table: pa.Table, directory, parts: int = 3) -> None:
+    os.makedirs(directory, exist_ok=True)
+    step = -(-table.num_rows // parts)
+    for i in range(parts):
+        pq.write_table(table.slice(i * step, step), os.path.join(directory, f"events-{i}.parquet"))
+
+
+def test_file_shards_hold_every_row_once_sorted_and_in_range(tmp_path, arrow_events):
+    events = arrow_events(50, 30, seed=1)
+    write_parts(events, tmp_path / "in")
+    source = FileSource(tmp_path / "in", FIELDS, staging_dir=tmp_path / "stage", batch_rows=100, flush_rows=40)
+    times = sorted(events.column("ts").to_pylist())
+    tr = TimeRange.of(times[10], times[-10])
+    plan = source.prepare("files", 4, tr)
+    got = Counter()
+    owner: dict[str, int] = {}
+    for i in range(4):
+        shard = source.read_shard(plan, i)
+        pairs = list(zip(shard.column("host").to_pylist(), shard.column("ts").to_pylist()))
+        assert pairs == sorted(pairs)
+        got.update(zip(*(shard.column(c).to_pylist() for c in ("host", "ts", "cpu"))))
+        for k in set(shard.column("host").to_pylist()):
+            assert owner.setdefault(k, i) == i
+            assert key_shard(k, 4) == i
+    want = Counter(r for r in zip(*(events.column(c).to_pylist() for c in ("host", "ts", "cpu")))
+                   if times[10] <= r[1] < times[-10])
+    assert got == want and sum(got.values()) == events.num_rows - 20
+    assert source.prepare("files", 4, tr).details["reused"] is True
+
+
+def test_shard_function_is_stable_and_spreads_keys():
+    f = FileShardFunction(8)
+    keys = pa.array([f"user-{i}" for i in range(4000)])
+    ids = f(keys)
+    assert np.array_equal(ids, FileShardFunction(8)(keys))  # no per-process salt
+    assert key_shard("user-0", 8) == ids[0]
+    counts = np.bincount(ids, minlength=8)
+    assert counts.min() > 400 and counts.max() < 600
+    assert FileShardFunction(8)(pa.array([17, 17])).tolist() == [key_shard("17", 8)] * 2
+
+
+def test_csv_source_and_wrong_types(tmp_path, arrow_events):
+    events = arrow_events(5, 10)
+    pacsv.write_csv(events, tmp_path / "events.csv")
+    source = FileSource(tmp_path / "events.csv", FIELDS)
+    plan = source.prepare("csv", 1, TimeRange())
+    assert source.read_shard(plan, 0).num_rows == 50
+    bad = events.set_column(2, "cpu", pa.array(["x"] * events.num_rows))
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    with pytest.raises(SourceError, match=r"column 'cpu' of parquet files at .*bad.parquet has type string"):
+        FileSource(tmp_path / "bad.parquet", FIELDS).check()
+    with pytest.raises(SourceError, match=r"has no column 'mem'"):
+        FileSource(tmp_path / "bad.parquet", EventFields("host", "ts", ("mem",))).check()
+    with pytest.raises(SourceError, match="do not exist"):
+        FileSource(tmp_path / "missing", FIELDS)
+
+
+def test_parquet_sink_replaces_a_retried_shard_and_refuses_mixed_shard_counts(tmp_path):
+    sink = ParquetSink(tmp_path / "out")
+    run = RunInfo("r", 2, "v")
+    sink.open(run)
+    t = pa.table({"key": ["a", "b"], "time": [1.0, 2.0], "score": [0.1, 0.2], "threshold": [0.5, 0.5], "alert": [False, False]})
+    sink.write_shard(run, 0, t, [])
+    sink.write_shard(run, 0, t.slice(0, 1), [])
+    assert pq.read_table(tmp_path / "out").num_rows == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00000-of-00002.parquet"]
+    with pytest.raises(SinkError, match="2-shard backfill"):
+        ParquetSink(tmp_path / "out").open(RunInfo("r", 3, "v"))
+
+
+def test_local_file_backfill_resumes_and_matches_one_pass_scoring(tmp_path, arrow_events, pipeline):
+    events = arrow_events(20, 25, seed=2)
+    write_parts(events, tmp_path / "in")
+    source = FileSource(tmp_path / "in", FIELDS, staging_dir=tmp_path / "stage")
+    sink = ParquetSink(tmp_path / "out")
+    manifest = LocalManifest(tmp_path / "state")
+
+    class StopAt(ParquetSink):
+        def write_shard(self, run, shard, scores, alerts):
+            if shard == 2:
+                raise KeyboardInterrupt
+            super().write_shard(run, shard, scores, alerts)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_backfill(source, StopAt(tmp_path / "out"), pipeline, shards=3, manifest=manifest, progress=False)
+    result = run_backfill(source, sink, pipeline, shards=3, manifest=manifest, progress=False)
+    assert result.skipped == [0, 1] and result.processed == [2]
+    out = pq.read_table(tmp_path / "out")
+    assert out.num_rows == events.num_rows
+    whole = pipeline.score(events.sort_by([("host", "ascending"), ("ts", "ascending")]))
+    want = dict(zip(zip(whole.column("key").to_pylist(), whole.column("time").to_pylist()), whole.column("score").to_pylist()))
+    got = dict(zip(zip(out.column("key").to_pylist(), out.column("time").to_pylist()), out.column("score").to_pylist()))
+    assert got.keys() == want.keys()
+    np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-9, atol=1e-12)
+    assert not (tmp_path / "stage" / result.run_id).exists()  # staging removed when all shards are done
