@@ -1,0 +1,132 @@
+"""Pipeline contract (docs/contracts.md): step/score parity, per-key state, alerts, files."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ember_models.config import parse_config
+from ember_models.pipeline import KeyStateError, Pipeline, PipelineSettings
+from ember_models.pipeline.events import EventTableError
+
+CFG = {"data": {"key_field": "host", "time_field": "ts", "value_fields": ["cpu", "lat"]}}
+
+
+def make_events(n=1500, keys=("a", "b", "c", "d"), seed=0, spike_at=None):
+    rng = np.random.default_rng(seed)
+    key = rng.choice(list(keys), n)
+    ts = np.cumsum(rng.exponential(30.0, n))           # irregular, increasing for every key
+    cpu = 50 + 5 * np.sin(ts / 3600.0) + rng.normal(0, 1, n)
+    lat = rng.gamma(2.0, 10.0, n)
+    lat[rng.random(n) < 0.02] = np.nan                 # missing values
+    if spike_at is not None:
+        cpu[spike_at] += 40.0
+    return pa.table({"host": key, "ts": ts, "cpu": cpu, "lat": lat})
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return Pipeline(parse_config(CFG), PipelineSettings(warmup_events=50)).fit(make_events(seed=9))
+
+
+def test_score_equals_step_event_by_event_and_micro_batches(pipe):
+    tab = make_events()
+    batch = pipe.score(tab)["score"].to_numpy()
+    assert batch.shape == (tab.num_rows,)
+    assert np.all((batch >= 0) & (batch < 1)) and batch.max() > 0
+
+    states: dict = {}
+    one = []
+    for i in range(tab.num_rows):
+        ev = tab.slice(i, 1)
+        key = ev["host"][0].as_py()
+        res = pipe.step(ev, {key: states.get(key)})
+        states.update(res.states)
+        one.append(res.scores["score"][0].as_py())
+    np.testing.assert_allclose(one, batch, rtol=0, atol=1e-9)
+
+    rng = np.random.default_rng(1)
+    cuts = np.sort(rng.choice(np.arange(1, tab.num_rows), 40, replace=False))
+    states, micro = {}, []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, tab.num_rows]):
+        ev = tab.slice(lo, hi - lo)
+        res = pipe.step(ev, {k: states.get(k) for k in set(ev["host"].to_pylist())})
+        assert set(res.states) == set(ev["host"].to_pylist())
+        states.update(res.states)
+        micro.append(res.scores["score"].to_numpy())
+    np.testing.assert_allclose(np.concatenate(micro), batch, rtol=0, atol=1e-9)
+
+
+def test_scores_table_is_in_input_order_with_contract_columns(pipe):
+    tab = make_events(200)
+    res = pipe.step(tab, {})
+    assert res.scores.column_names == ["key", "time", "score", "threshold", "alert"]
+    assert res.scores["key"].to_pylist() == tab["host"].to_pylist()
+    assert res.scores["time"].to_pylist() == tab["ts"].to_pylist()
+
+
+def test_arrow_timestamp_time_column_scores_like_epoch_seconds(pipe):
+    tab = make_events(300)
+    stamps = pa.array((tab["ts"].to_numpy() * 1e6).astype("int64"), pa.timestamp("us", "UTC"))
+    tab2 = tab.set_column(1, "ts", stamps)
+    np.testing.assert_allclose(pipe.score(tab2)["score"].to_numpy(),
+                               pipe.score(tab)["score"].to_numpy(), atol=1e-9)
+
+
+def test_spike_raises_an_alert_naming_the_spiked_field(pipe):
+    tab = make_events(1500, keys=("a",), spike_at=1200)
+    res = pipe.step(tab, {})
+    hits = [a for a in res.alerts if a["time"] == tab["ts"][1200].as_py()]
+    assert hits, "no alert at the injected spike"
+    alert = hits[0]
+    assert alert["key"] == "a" and alert["score"] >= alert["threshold"]
+    assert alert["model_version"] == pipe.model_version
+    assert alert["top_features"][0]["name"].startswith("cpu")
+    assert alert["top_features"][0]["deviation"] > 5
+    # quiet stream, same length: far fewer alerts
+    calm = pipe.step(make_events(1500, keys=("a",)), {})
+    assert len(calm.alerts) < len(res.alerts) + 1
+
+
+def test_state_from_another_architecture_restarts_the_key(pipe):
+    tab = make_events(100)
+    res = pipe.step(tab, {})
+    other = Pipeline(parse_config(CFG), PipelineSettings(short_window=5))
+    again = other.step(tab, res.states)
+    assert sorted(again.restarted) == sorted(res.states)
+    np.testing.assert_allclose(again.scores["score"].to_numpy(),
+                               other.score(tab)["score"].to_numpy())
+
+
+def test_garbage_state_is_a_clear_error(pipe):
+    tab = make_events(10, keys=("a",))
+    with pytest.raises(KeyStateError, match="'a'"):
+        pipe.step(tab, {"a": b"not a state"})
+
+
+def test_save_load_gives_same_scores_and_states(pipe, tmp_path):
+    tab = make_events(400)
+    res = pipe.step(tab, {})
+    pipe.save(tmp_path / "m", states=res.states)
+    loaded, states = Pipeline.load_with_states(tmp_path / "m")
+    assert loaded.model_version == pipe.model_version
+    assert states == res.states
+    nxt = make_events(300, seed=5)
+    nxt = nxt.set_column(1, "ts", pa.array(nxt["ts"].to_numpy() + 1e6))
+    a = pipe.step(nxt, res.states).scores["score"].to_numpy()
+    b = Pipeline.load(tmp_path / "m").step(nxt, states).scores["score"].to_numpy()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_tables_name_the_problem(pipe):
+    tab = make_events(20)
+    with pytest.raises(EventTableError, match="'cpu'"):
+        pipe.score(tab.drop_columns(["cpu"]))
+    back = tab.set_column(1, "ts", pa.array(tab["ts"].to_numpy()[::-1].copy()))
+    with pytest.raises(EventTableError, match="backwards"):
+        pipe.score(back)
+
+
+def test_empty_batch(pipe):
+    res = pipe.step(make_events(5).slice(0, 0), {})
+    assert res.scores.num_rows == 0 and res.alerts == [] and res.states == {}
