@@ -116,6 +116,8 @@ def read_manifest(directory) -> dict:
     for key in ("class", "config", "weights"):
         if key not in manifest:
             raise ModelFileError(path, f"manifest has no {key!r}")
+    if not isinstance(manifest["weights"], dict):
+        raise ModelFileError(path, "'weights' must be an object: file name -> {sha256, bytes}")
     return manifest
 
 
@@ -129,6 +131,9 @@ def load_arrays(directory) -> tuple[dict, dict[str, np.ndarray | None]]:
     for fname, info in manifest["weights"].items():
         if "/" in fname or "\\" in fname or fname.startswith("."):
             raise ModelFileError(directory / "manifest.json", f"weight file name {fname!r} not allowed")
+        if not isinstance(info, dict):
+            raise ModelFileError(directory / "manifest.json",
+                                 f"weights entry {fname!r} must be an object with sha256 and bytes")
         wpath = directory / fname
         if not wpath.is_file():
             raise ModelFileError(wpath, "weight file missing")
@@ -172,7 +177,7 @@ def load_module(directory, expected: type | None = None) -> Module:
         raise ModelFileError(mpath, f"holds a {cls.__name__}, expected a {expected.__name__}")
     try:
         module = cls(**manifest["config"])
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:        # unknown/missing arguments, refused values
         raise ModelFileError(mpath, f"config does not fit {cls.__name__}: {exc}") from None
     try:
         module.load_state_dict(arrays, strict=True)
