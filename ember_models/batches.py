@@ -33,13 +33,16 @@ def _is_array(data) -> bool:
 class BatchSource:
     """One iterator of mini-batches per epoch: ``for batch in source.epoch(i, rng): ...``."""
 
-    def __init__(self, data, batch_size: int, shuffle: bool = True, what: str = "training data"):
+    def __init__(self, data, batch_size: int, shuffle: bool = True, what: str = "training data",
+                 dtype: str | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.shuffle, self.what = int(batch_size), bool(shuffle), what
         self._data = data
         if _is_array(data):
             self.kind = "array"
+            if dtype is not None:  # convert once, not per batch
+                self._data = ops.asarray(data, dtype=dtype)
         elif callable(data):
             self.kind = "callable"
         elif hasattr(data, "__iter__"):
@@ -88,7 +91,9 @@ class BatchSource:
             yield data[start:start + self.batch_size]
 
 
-def as_batch_source(data, batch_size: int, shuffle: bool = True,
-                    what: str = "training data") -> BatchSource:
-    return data if isinstance(data, BatchSource) else BatchSource(data, batch_size, shuffle, what)
+def as_batch_source(data, batch_size: int, shuffle: bool = True, what: str = "training data",
+                    dtype: str | None = None) -> BatchSource:
+    if isinstance(data, BatchSource):
+        return data
+    return BatchSource(data, batch_size, shuffle, what, dtype)
 

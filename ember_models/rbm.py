@@ -198,20 +198,21 @@ class RBM(Module):
     def fit(self, data, epochs: int = 1, shuffle: bool = True, progress: bool = False) -> "RBM":
         """Train for ``epochs`` passes over ``data``: a 2-D array (cut into ``batch_size`` rows,
         shuffled each epoch), a callable returning an iterator of batches, or a re-iterable of
-        batches (see ``ember_models.batches``). For early stopping, use
+        batches (see ``ember_models.batches``). For early stopping and a loss history, use
         ``ember_models.training.train_rbm``."""
-        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data")
+        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data", self.dtype)
         for epoch in range(int(epochs)):
-            self.fit_epoch(source, epoch, progress=progress)
+            self._epoch(source, epoch, progress, monitor=False)
         return self
 
     def fit_epoch(self, data, epoch: int = 0, shuffle: bool = True, progress: bool = False) -> float:
-        """One pass over ``data``; returns the epoch's mean squared reconstruction error per
-        unit (of each batch from the first Gibbs step's hidden sample in CD, from the hidden
-        probabilities in persistent CD): the usual, cheap monitor of RBM training."""
-        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data")
-        if source.kind == "array":
-            source._data = ops.asarray(source._data, dtype=self.dtype)
+        """One pass over ``data`` (``epoch`` is 0-based); returns the epoch's mean squared
+        reconstruction error per unit, each batch measured as ``reconstruction_error`` does,
+        with the weights it was trained from (one extra matrix product per batch)."""
+        source = as_batch_source(data, self.batch_size, shuffle, "RBM.fit data", self.dtype)
+        return self._epoch(source, epoch, progress, monitor=True)
+
+    def _epoch(self, source, epoch: int, progress: bool, monitor: bool) -> float:
         batches = source.epoch(epoch, self.rng)
         if progress:
             from tqdm.auto import tqdm
@@ -219,14 +220,15 @@ class RBM(Module):
         stats = list(self._stats())
         total, rows = 0.0, 0
         for batch in batches:
-            err_sum, n = self._update(self._input(batch, "fit"), stats)
-            total, rows = total + err_sum, rows + n
+            v0 = self._input(batch, "fit")
+            total += self._update(v0, stats, monitor)
+            rows += ops.shape(v0)[0]
         self.score_stats = ops.asarray(stats, dtype="float32")
-        return total / max(rows, 1)
+        return total / rows if monitor else float("nan")
 
-    def _update(self, v0, stats: list) -> tuple[float, int]:
+    def _update(self, v0, stats: list, monitor: bool = False) -> float:
         """One CD-k / PCD step on batch ``v0``; folds its free energies into ``stats``.
-        Returns (sum over rows of the squared reconstruction error per unit, rows)."""
+        With ``monitor``, returns the batch's summed mean-field reconstruction error per row."""
         n0 = ops.shape(v0)[0]
         pre0 = ops.matmul(v0, self.weight) + self.hidden_bias
         h0 = ops.sigmoid(pre0)
@@ -234,12 +236,13 @@ class RBM(Module):
         mean_e = float(ops.item(ops.sum(energy))) / n0
         var_e = float(ops.item(ops.sum(ops.square(energy - mean_e)))) / n0
         self._fold_stats(stats, mean_e, var_e, n0)
+        # the monitor: this batch's mean-field reconstruction by the weights it trains from
+        error = float(ops.item(ops.sum(ops.square(v0 - self.visible_mean(h0))))) / self.n_visible \
+            if monitor else 0.0
 
         h = self.chain if self.persistent else self._bernoulli(h0)
         for step in range(self.k):
             v_mean = self.visible_mean(h)
-            if step == 0:
-                recon = v_mean
             v = self._bernoulli(v_mean) if self.visible == "bernoulli" else self._gaussian(v_mean)
             h_prob = self.hidden_probabilities(v)
             if self.persistent or step < self.k - 1:
@@ -268,9 +271,7 @@ class RBM(Module):
             self.weight = self.weight + self.lr * grad_w
             self.visible_bias = self.visible_bias + self.lr * grad_b
             self.hidden_bias = self.hidden_bias + self.lr * grad_c
-        if self.persistent:  # the negative phase ran on the chain: reconstruct v0 itself
-            recon = self.visible_mean(h0)
-        return float(ops.item(ops.sum(ops.square(v0 - recon)))) / self.n_visible, n0
+        return error
 
     def _fold_stats(self, stats: list, mean_b: float, var_b: float, n_b: int) -> None:
         """Merge a batch's free-energy mean/variance into stats = [count, mean, var] (Chan et
