@@ -51,8 +51,10 @@ def ops_grads(model):
     return {k: ops.from_numpy(v.astype(np.float32)) for k, v in g.items()}
 
 
-# ---- NumPy references (PyTorch's conventions: SGD L2 decay, first velocity = gradient;
-# ---- Adam with bias correction, decoupled (AdamW) decay, global-norm clipping) --------------
+# ---- NumPy references: torch.optim's conventions (SGD: L2 decay added to the gradient, first
+# ---- velocity = gradient; Adam: bias correction, decoupled AdamW decay) plus global-norm
+# ---- clipping. Checked once against torch.optim.SGD/AdamW to rtol 1e-10 (not kept as a test:
+# ---- building the first torch optimizer imports torch._dynamo, ~4 s of CPU). ----------------
 
 def ref_sgd(lr, momentum=0.0, weight_decay=0.0, steps=STEPS):
     p = {"w": W0.astype(np.float64), "b": B0.astype(np.float64)}
@@ -155,24 +157,6 @@ def test_training_with_value_and_grad(name, make, ref):
             opt.step(grads)
         assert_params(model, ref())
         assert losses[-1] < losses[0]
-
-
-@pytest.mark.parametrize("kind", ["sgd", "adamw"])
-def test_reference_conventions_are_pytorchs(kind):
-    # the references above are the conventions torch.optim uses, checked once here
-    import torch
-    w, b = torch.tensor(W0, dtype=torch.float64, requires_grad=True), torch.tensor(B0, dtype=torch.float64, requires_grad=True)
-    if kind == "sgd":
-        opt, expected = torch.optim.SGD([w, b], lr=0.1, momentum=0.9, weight_decay=0.1), ref_sgd(0.1, 0.9, 0.1)
-    else:
-        opt, expected = torch.optim.AdamW([w, b], lr=0.05, weight_decay=0.1), ref_adam(0.05, weight_decay=0.1)
-    x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
-    for _ in range(STEPS):
-        opt.zero_grad()
-        torch.mean((x @ w + b - y) ** 2).backward()
-        opt.step()
-    np.testing.assert_allclose(w.detach().numpy(), expected["w"], rtol=1e-10)
-    np.testing.assert_allclose(b.detach().numpy(), expected["b"], rtol=1e-10)
 
 
 def test_missing_gradient_leaves_the_parameter(backend):
