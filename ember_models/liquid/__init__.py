@@ -5,8 +5,11 @@ from .cell import LiquidCell
 from .cfc import CfCCell, WiredCfCCell
 from .ltc import LTCCell
 from .mixed_memory import MixedMemoryCell
+from .multi_stride import MultiStrideLiquid
+from .trigger import AdaptiveTrigger
 from .sequence import CfC, LiquidSequence, LTC, build_cell
 from .from_ncps import from_ncps
 
 __all__ = ["LiquidCell", "CfCCell", "WiredCfCCell", "LTCCell", "MixedMemoryCell",
-           "LiquidSequence", "CfC", "LTC", "build_cell", "from_ncps"]
+           "LiquidSequence", "CfC", "LTC", "build_cell", "from_ncps", "MultiStrideLiquid",
+           "AdaptiveTrigger"]

@@ -1,0 +1,143 @@
+"""Multi-stride liquid network: branches that see the stream at different time scales,
+combined at the motor layer.
+
+Branch k updates every ``strides[k]``-th step (``stride_unit="steps"``) or once ``strides[k]``
+seconds of elapsed time have accumulated (``"seconds"``). Between its updates a branch holds
+its state; when it updates it is driven by the *whole* elapsed time since its last update
+(liquid cells are continuous-time, so a slow branch sees real time) and by the mean of the
+inputs it skipped (``pool="mean"``) or the latest input (``pool="last"``). Strides are per
+sample: each key of a batch keeps its own phase.
+
+Motor layer: ``y = [out_0, ..., out_K-1]·W + b``; when every branch has ``motor_size``
+outputs it starts as the mean of the branches (so an untrained network is usable as a
+reservoir) and is trainable like any parameter.
+
+State per sample, one float row: ``[state_0, ..., state_K-1, steps since update (K),
+elapsed since update (K), summed skipped inputs (K·input_size)]``, so a stream resumes exactly
+where it was, mid-stride included.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..model_file import register
+from ..nn import ModuleList, Parameter
+from . import init
+from .cell import LiquidCell
+from .plan_cache import tracked
+
+UNITS = ("steps", "seconds")
+POOLS = ("mean", "last")
+
+
+@register
+@tracked("motor_w", "motor_b")
+class MultiStrideLiquid(LiquidCell):
+    """Branches (any liquid cells over the same inputs) at several strides + a motor layer."""
+
+    def __init__(self, cells, strides, stride_unit: str = "steps", motor_size: int | None = None,
+                 pool: str = "mean", seed: int | None = None):
+        super().__init__()
+        from .sequence import build_cell
+        cells = [build_cell(c) for c in cells]
+        strides = [float(s) for s in strides]
+        if not cells or len(cells) != len(strides):
+            raise ValueError(f"MultiStrideLiquid needs one stride per branch, got {len(cells)} "
+                             f"branches and {len(strides)} strides")
+        if stride_unit not in UNITS:
+            raise ValueError(f"stride_unit must be one of {UNITS}, got {stride_unit!r}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        if any(s <= 0 for s in strides) or (stride_unit == "steps" and
+                                             any(s != int(s) for s in strides)):
+            raise ValueError(f"strides must be > 0 (whole numbers for steps), got {strides}")
+        sizes = {c.input_size for c in cells}
+        if len(sizes) != 1:
+            raise ValueError(f"every branch must take the same inputs, got input sizes {sizes}")
+        self.branches = ModuleList(cells)
+        self.strides, self.stride_unit, self.pool, self.seed = strides, stride_unit, pool, seed
+        self.input_size = cells[0].input_size
+        outs = [c.output_size for c in cells]
+        self.motor_size = int(motor_size) if motor_size is not None else outs[0]
+        total_out = sum(outs)
+        if all(o == self.motor_size for o in outs):
+            w = np.tile(np.eye(self.motor_size, dtype=np.float32), (len(cells), 1)) / len(cells)
+        else:
+            w = init.xavier_uniform(init.rng(seed), total_out, self.motor_size)
+        self.motor_w = Parameter(init.param(w))
+        self.motor_b = Parameter(init.param(np.zeros((self.motor_size,), np.float32)))
+        self.output_size = self.motor_size
+        k, f = len(cells), self.input_size
+        self._offsets = np.cumsum([0] + [c.state_size for c in cells]).tolist()
+        self._book = self._offsets[-1]
+        self.state_size = self._book + 2 * k + k * f
+        self._stride_arr = None
+
+    @classmethod
+    def build(cls, input_size: int, units, strides, kind: str = "cfc", stride_unit="steps",
+              mode: str = "default", motor_size=None, pool="mean", seed: int | None = 0):
+        """Branches of one kind ('cfc' or 'ltc') with the same wiring/units, seeded apart."""
+        from .cfc import CfCCell, WiredCfCCell
+        from .ltc import LTCCell
+        cells = []
+        for i, _ in enumerate(strides):
+            s = None if seed is None else seed + 1000 * i
+            if kind == "ltc":
+                cells.append(LTCCell(input_size, units, seed=s))
+            elif isinstance(units, int):
+                cells.append(CfCCell(input_size, units, mode, seed=s))
+            else:
+                cells.append(WiredCfCCell(input_size, units, mode, seed=s))
+        return cls(cells, strides, stride_unit, motor_size, pool, seed)
+
+    def get_config(self):
+        from .sequence import cell_spec
+        return {"cells": [cell_spec(c) for c in self.branches], "strides": self.strides,
+                "stride_unit": self.stride_unit, "motor_size": self.motor_size,
+                "pool": self.pool, "seed": self.seed}
+
+    # ---- state views ---------------------------------------------------------------------------
+    def branch_states(self, state) -> list:
+        return [state[:, a:b] for a, b in zip(self._offsets[:-1], self._offsets[1:])]
+
+    def hidden(self, state):
+        """All branches' neuron states side by side (a feature vector for readouts)."""
+        return state[:, :self._book]
+
+    def output(self, state):
+        outs = [c.output(s) for c, s in zip(self.branches, self.branch_states(state))]
+        return ops.matmul(ops.concatenate(outs, axis=1), self.motor_w) + self.motor_b
+
+    # ---- step ----------------------------------------------------------------------------------
+    def _build_plan(self):
+        plans = [c._build_plan() if self.training else c._plan() for c in self.branches]
+        return plans, self.motor_w, self.motor_b, ops.from_numpy(
+            np.asarray(self.strides, np.float32).reshape(1, -1))
+
+    def _run(self, plan, x, h, ts):
+        plans, motor_w, motor_b, strides = plan
+        k, f, book = len(plans), self.input_size, self._book
+        count = h[:, book:book + k] + 1.0
+        elapsed = h[:, book + k:book + 2 * k] + ts
+        sums = h[:, book + 2 * k:] + ops.tile(x, (1, k)) if self.pool == "mean" else h[:, book + 2 * k:]
+        due = (count if self.stride_unit == "steps" else elapsed) >= strides
+        states, outs = [], []
+        for i, (cell, p) in enumerate(zip(self.branches, plans)):
+            s = h[:, self._offsets[i]:self._offsets[i + 1]]
+            d = due[:, i:i + 1]
+            if ops.item(ops.max(ops.astype(d, "int32"))):
+                xi = sums[:, i * f:(i + 1) * f] / count[:, i:i + 1] if self.pool == "mean" else x
+                _, new = cell._run(p, xi, s, elapsed[:, i:i + 1])
+                s = ops.where(d, new, s)
+            states.append(s)
+            outs.append(cell.output(s))
+        zero_k = ops.zeros_like(count)
+        count = ops.where(due, zero_k, count)
+        elapsed = ops.where(due, zero_k, elapsed)
+        if self.pool == "mean":
+            due_f = ops.reshape(ops.broadcast_to(ops.reshape(due, (-1, k, 1)),
+                                                 (ops.shape(due)[0], k, f)), (-1, k * f))
+            sums = ops.where(due_f, ops.zeros_like(sums), sums)
+        y = ops.matmul(ops.concatenate(outs, axis=1), motor_w) + motor_b
+        return y, ops.concatenate(states + [count, elapsed, sums], axis=1)
