@@ -198,3 +198,15 @@ def test_time_ordered_sorts_only_when_a_key_goes_back():
     back = pa.table({"service": ["a", "b", "a"], "time": [2.0, 0.5, 1.0]})
     assert not in_key_time_order(back, f)
     assert time_ordered(back, f).column("time").to_pylist() == [0.5, 1.0, 2.0]
+
+
+def test_blank_lines_and_a_bad_value_in_an_otherwise_clean_csv(tmp_path):
+    """Arrow reads this file (no ragged line); the bad value's line must still be the file's."""
+    rows = ["service,time,requests,latency_ms,status"] + [f"a,{T0 + i},{i},1,ok" for i in range(3000)]
+    rows.insert(5, "")
+    rows.insert(2500, "")
+    rows[2800] = rows[2800].replace(",1,ok", ",1e,ok")   # line 2801: latency "1e" is no number
+    path = _write(tmp_path / "e.csv", "\n".join(rows) + "\n")
+    table, report = read_events(path, FIELDS)
+    assert [(b.line, b.reason) for b in report.bad_rows] == [(2801, "latency_ms: not a finite number: '1e'")]
+    assert table.num_rows == 2999
