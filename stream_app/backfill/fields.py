@@ -48,8 +48,13 @@ class EventFields:
 
     @classmethod
     def from_pipeline(cls, pipeline: Any) -> EventFields:
-        # contracts.md names pipe.config.key_field; the EmberConfig keeps them under .data
-        cfg = getattr(pipeline.config, "data", pipeline.config)
+        return cls.from_config(pipeline.config)
+
+    @classmethod
+    def from_config(cls, config: Any) -> EventFields:
+        """From an ember config (``config.data.key_field`` ...) or anything with the fields
+        directly (contracts.md names ``pipe.config.key_field``)."""
+        cfg = getattr(config, "data", config)
         categorical = tuple(getattr(cfg, "categorical_fields", ()) or ())
         values = tuple(cfg.value_fields)
         values += tuple(c for c in categorical if c not in values)
