@@ -6,9 +6,12 @@ in place and returns the feature's output for those n events. Streaming and back
 exactly this code, so they agree by construction; the engine only differs in how it groups rows
 into rounds and where the state lives between calls.
 
-State is a dict of NumPy arrays whose leading axis is the key (`init_state(n_keys)`); per key it
-is fixed size, so one key's state packs into a fixed-layout record (see state_codec.py). State is
-float64 (features are preprocessing, not model math: they do not go through `ops`).
+State is a dict of NumPy arrays whose LAST axis is the key (`init_state(n_keys)`): every
+elementwise op then runs with the keys as its long, contiguous inner loop (NumPy is 20-70x slower
+when the inner dimension is a handful of fields or half-lives), and the active keys of a round
+are the prefix view `a[..., :n]`. Per key the state is fixed size, so one key's state packs into a
+fixed-layout record (see state_codec.py). State math is float64 (features are preprocessing, not
+model math: they do not go through `ops`).
 """
 from __future__ import annotations
 
@@ -17,15 +20,15 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-State = dict  # dict[str, np.ndarray], leading axis = keys
+State = dict  # dict[str, np.ndarray], last axis = keys
 
 
 class RoundInputs:
-    """The events of one round: row i belongs to the i-th key of the round's state views.
+    """The events of one round: column i belongs to the i-th key of the round's state views.
 
     times:      (n,) float64 epoch seconds
-    values:     (n, V) float64, all value fields; NaN or ±inf = missing
-    categories: (n, C) int64 stable hashes (>= 0) of the categorical fields; -1 = missing
+    values:     (V, n) float64, all value fields; NaN or ±inf = missing
+    categories: (C, n) int64 stable hashes (>= 0) of the categorical fields; -1 = missing
     """
 
     __slots__ = ("times", "values", "categories", "_cache")
@@ -40,12 +43,12 @@ class RoundInputs:
         return self.times.shape[0]
 
     def observed(self, columns: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the value columns `columns` (None = all): (x, obs, x0) where obs marks finite
-        values (as bool) and x0 is x with missing entries set to 0. Cached: several features
-        share the work."""
+        """For the value fields `columns` (None = all): (x, obs, x0), each (len(columns), n), where
+        obs marks finite values (bool) and x0 is x with missing entries set to 0. Cached: several
+        features share the work."""
         hit = self._cache.get(columns)
         if hit is None:
-            x = self.values if columns is None else self.values[:, list(columns)]
+            x = self.values if columns is None else self.values[list(columns)]
             obs = np.isfinite(x)
             x0 = np.where(obs, x, 0.0)
             hit = self._cache[columns] = (x, obs, x0)
@@ -89,21 +92,21 @@ class Feature(ABC):
         return len(self.names())
 
     def init_state(self, n_keys: int) -> State:
-        return {name: np.full((n_keys, *shape), fill, dtype=dtype)
+        return {name: np.full((*shape, n_keys), fill, dtype=dtype)
                 for name, (shape, dtype, fill) in self.state_spec().items()}
 
     # -- evaluation --------------------------------------------------------------------------
     @abstractmethod
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        """Advance the n keys of `state` (arrays of leading size n, updated in place) by one event
-        each; return the (n, n_outputs) float64 outputs for these events."""
+        """Advance the n keys of `state` (arrays whose last axis has size n, updated in place) by
+        one event each; return the (n_outputs, n) outputs for these events."""
 
     def observed(self, inp: RoundInputs):
         return inp.observed(self._cols_key)
 
     def _field_names(self, *parts: str) -> list[str]:
         """Names "<field>.<prefix>_<part>" in (field, part) order, the order of a C-order
-        (n, fields, parts) output reshaped to (n, fields*parts)."""
+        (fields, parts, n) output reshaped to (fields*parts, n)."""
         return [f"{f}.{self.prefix}{'_' + p if p else ''}" for f in self.fields for p in parts]
 
     def __repr__(self) -> str:

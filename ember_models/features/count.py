@@ -23,4 +23,4 @@ class EventCount(Feature):
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         n = state["n"]
         n += 1.0
-        return (np.log1p(n) if self.log1p else n.copy())[:, None]
+        return (np.log1p(n) if self.log1p else n.copy())[None, :]

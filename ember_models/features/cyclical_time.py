@@ -36,11 +36,14 @@ class CyclicalTime(Feature):
         return {}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        out = np.empty((len(inp), 2 * len(self.periods)))
+        out = np.empty((2 * len(self.periods), len(inp)), dtype=np.float32)
         for i, p in enumerate(self.periods):
             period, shift = PERIODS[p]
-            # The remainder first, so the angle is small and sin/cos keep full precision.
-            angle = np.mod(inp.times + (self.offset_s + shift), period) * (2.0 * np.pi / period)
-            out[:, 2 * i] = np.sin(angle)
-            out[:, 2 * i + 1] = np.cos(angle)
+            # The fraction of the period first, so the angle is small and sin/cos stay precise
+            # (t / period ~ 2e4 cycles: the fraction keeps ~1e-12 of a cycle).
+            cycles = (inp.times + (self.offset_s + shift)) * (1.0 / period)
+            # sin/cos in float32 (the output's precision; NumPy's float32 sin/cos are vectorised).
+            angle = ((cycles - np.floor(cycles)) * (2.0 * np.pi)).astype(np.float32)
+            np.sin(angle, out=out[2 * i])
+            np.cos(angle, out=out[2 * i + 1])
         return out

@@ -23,7 +23,7 @@ from .layout import RoundLayout
 from .registry import build_feature
 from .state_codec import StateCodec
 
-State = dict  # flat: "<feature>/<state name>" -> array with a leading key axis
+State = dict  # flat: "<feature>/<state name>" -> array whose LAST axis is the key
 
 # Outputs are clipped to this so that float32 never overflows to inf.
 _OUT_LIMIT = 1e30
@@ -69,6 +69,8 @@ class FeatureEngine:
             raise ValueError(f"feature output names collide: {dup}; give features distinct names")
         self.codec = StateCodec(spec, self._config_text())
         self.center: np.ndarray | None = None   # set by fit()
+        # Keys evaluated together per block (a speed knob only: results do not depend on it).
+        self.block_keys = 2048
         self.scale_: np.ndarray | None = None
 
     # ---- construction ------------------------------------------------------------------------
@@ -121,11 +123,17 @@ class FeatureEngine:
 
     @staticmethod
     def take_state(state: State, rows) -> State:
-        return {k: v[rows] for k, v in state.items()}
+        """The state of keys `rows` (indices or a mask over the state's keys)."""
+        return {k: v[..., rows] for k, v in state.items()}
 
     @staticmethod
     def concat_states(states: Sequence[State]) -> State:
-        return {k: np.concatenate([s[k] for s in states]) for k in states[0]}
+        """One state holding the keys of `states` one after the other."""
+        return {k: np.concatenate([s[k] for s in states], axis=-1) for k in states[0]}
+
+    @staticmethod
+    def n_keys(state: State) -> int:
+        return next(iter(state.values())).shape[-1] if state else 0
 
     @property
     def state_nbytes(self) -> int:
@@ -150,40 +158,56 @@ class FeatureEngine:
         values = np.asarray(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
         if categories is None:
             categories = np.full((times.shape[0], len(self.data.categorical_fields)), -1, np.int64)
-        n_keys = next(iter(state.values())).shape[0] if state else int(key_index.max(initial=-1)) + 1
+        n_keys = self.n_keys(state) if state else int(key_index.max(initial=-1)) + 1
         if key_index.size and (key_index.min() < 0 or key_index.max() >= n_keys):
             raise ValueError(f"key_index out of range for a state of {n_keys} keys")
         layout = RoundLayout(key_index, n_keys)
         layout.check_time_order(key_index, times, keys if keys is not None else range(n_keys))
-        ranked = {k: v[layout.rank_order] for k, v in state.items()}
+        ranked = {k: v[..., layout.rank_order] for k, v in state.items()}
         out = self._run(layout, ranked, times, values, categories)
         new_state = {}
         for k, v in ranked.items():
             nv = np.empty_like(v)
-            nv[layout.rank_order] = v
+            nv[..., layout.rank_order] = v
             new_state[k] = nv
         return out, new_state
 
     def _run(self, layout: RoundLayout, ranked: State, times, values, categories) -> np.ndarray:
         order = layout.order
-        t_r, x_r, c_r = times[order], values[order], categories[order]
+        # Inputs in round order, fields first: round r is the column block a:b.
+        t_r = times[order]
+        x_r = np.ascontiguousarray(values[order].T)
+        c_r = np.ascontiguousarray(categories[order].T)
         n_rows, d = order.shape[0], self.n_features
         out = np.empty((n_rows, d), dtype=np.float32)
         if n_rows == 0:
             return out
-        buf = np.empty((int(layout.round_start[1]), d), dtype=np.float32)
-        views: list[dict] = []
-        n_prev = -1
-        for a, b in layout.rounds():
-            n = b - a
-            if n != n_prev:   # the active keys shrink only when some keys run out of events
-                views = [{local: ranked[flat][:n] for flat, local in keys}
-                         for keys in self._state_keys]
-                n_prev = n
-            inp = RoundInputs(t_r[a:b], x_r[a:b], c_r[a:b])
-            for f, sl, st in zip(self.features, self._slices, views):
-                buf[:n, sl] = f.step(st, inp)
-            out[order[a:b]] = buf[:n]
+        n_keys = int(layout.round_start[1])
+        block = max(1, min(self.block_keys, n_keys))
+        buf = np.empty((d, block), dtype=np.float32)      # features x keys, as steps return them
+        rows = np.empty((block, d), dtype=np.float32)     # the same, one row per event
+        starts = layout.round_start[:-1]
+        active = np.diff(layout.round_start)              # keys active in each round
+        # Keys are independent, so work through them in blocks that keep their state in cache,
+        # each block through all its rounds.
+        for k0 in range(0, n_keys, block):
+            k1 = k0 + block
+            n_prev = -1
+            views: list[dict] = []
+            for a, n_active in zip((starts + k0).tolist(), active.tolist()):
+                n = min(n_active, k1) - k0
+                if n <= 0:
+                    break      # rounds only lose keys: none of this block is left
+                if n != n_prev:
+                    views = [{local: ranked[flat][..., k0:k0 + n] for flat, local in keys}
+                             for keys in self._state_keys]
+                    n_prev = n
+                b = a + n
+                inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
+                for f, sl, st in zip(self.features, self._slices, views):
+                    buf[sl, :n] = f.step(st, inp)
+                np.copyto(rows[:n], buf[:, :n].T)
+                out[order[a:b]] = rows[:n]
         np.clip(out, -_OUT_LIMIT, _OUT_LIMIT, out=out)
         return out
 

@@ -22,8 +22,8 @@ class EventRate(Feature):
     def __init__(self, half_lives_s=(600.0, 3600.0), prefix: str = "event_rate"):
         super().__init__(prefix=prefix)
         self.half_lives_s = tuple(float(h) for h in half_lives_s)
-        self._neg_inv_h = -1.0 / np.asarray(self.half_lives_s)
-        self._scale = math.log(2.0) / np.asarray(self.half_lives_s)
+        self._neg_inv_h = -1.0 / np.asarray(self.half_lives_s)[:, None]
+        self._scale = math.log(2.0) / np.asarray(self.half_lives_s)[:, None]
 
     def names(self) -> list[str]:
         return [f"{self.prefix}_h{fmt_seconds(h)}" for h in self.half_lives_s]
@@ -34,7 +34,7 @@ class EventRate(Feature):
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         n, t_last = state["n"], state["t_last"]
         dt = elapsed(inp.times, t_last)
-        n *= np.exp2(dt[:, None] * self._neg_inv_h)
+        n *= np.exp2(dt * self._neg_inv_h)                 # (H, n)
         n += 1.0
         np.fmax(t_last, inp.times, out=t_last)
         return n * self._scale

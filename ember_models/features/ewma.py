@@ -23,7 +23,7 @@ class Ewma(Feature):
         super().__init__(fields, columns, prefix)
         self.half_lives_s = tuple(float(h) for h in half_lives_s)
         self.std = bool(std)
-        self._neg_inv_h = -1.0 / np.asarray(self.half_lives_s)
+        self._neg_inv_h = (-1.0 / np.asarray(self.half_lives_s))[None, :, None]
 
     def names(self) -> list[str]:
         parts = []
@@ -39,17 +39,18 @@ class Ewma(Feature):
                 "t_last": ((len(self.fields),), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, obs, x0 = self.observed(inp)                                   # (V, n)
         w, mean, var, t_last = state["w"], state["mean"], state["var"], state["t_last"]
-        t = inp.times[:, None]
-        decay = np.exp2(elapsed(t, t_last)[:, :, None] * self._neg_inv_h)       # (n, V, H)
-        obs3 = obs[:, :, None]
+        decay = np.exp2(elapsed(inp.times, t_last)[:, None, :] * self._neg_inv_h)   # (V, H, n)
+        obs3 = obs[:, None, :]
         np.copyto(w, w * decay + 1.0, where=obs3)
-        alpha = obs3 / np.maximum(w, 1.0)                                        # 0 where missing
-        d = x0[:, :, None] - mean
-        mean += alpha * d
-        var[...] = (1.0 - alpha) * (var + alpha * d * d)
-        np.copyto(t_last, np.fmax(t_last, t), where=obs)
+        alpha = obs3 / np.maximum(w, 1.0)                                  # 0 where missing
+        d = x0[:, None, :] - mean
+        ad = alpha * d
+        mean += ad
+        var += ad * d
+        var *= 1.0 - alpha
+        np.copyto(t_last, np.fmax(t_last, inp.times), where=obs)
         if not self.std:
-            return mean.reshape(len(inp), -1)
-        return np.stack([mean, np.sqrt(var)], axis=3).reshape(len(inp), -1)
+            return mean.reshape(-1, len(inp))
+        return np.stack([mean, np.sqrt(var)], axis=2).reshape(-1, len(inp))

@@ -25,24 +25,24 @@ class HashedCategorical(Feature):
         return self._field_names(*parts)
 
     def state_spec(self):
-        c = len(self.fields)
         if not self.novelty:
             return {}
+        c = len(self.fields)
         return {"counts": ((c, self.buckets), "<f8", 0.0), "total": ((c,), "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        h = inp.categories[:, list(self.columns)]                    # (n, C)
+        h = inp.categories[list(self.columns)]                          # (C, n)
+        c, n, b = h.shape[0], len(inp), self.buckets
         present = h >= 0
-        bucket = np.where(present, h % self.buckets, 0)
-        n, c, b = len(inp), len(self.fields), self.buckets
-        out = np.zeros((n, c, b + self.novelty))
-        onehot = out[:, :, :b]
-        np.put_along_axis(onehot, bucket[:, :, None], present[:, :, None].astype(np.float64), axis=2)
+        bucket = np.where(present, h % b, 0)
+        fi, ki = np.arange(c)[:, None], np.arange(n)
+        out = np.zeros((c, b + self.novelty, n), dtype=np.float32)
+        out[fi, bucket, ki] = present
         if self.novelty:
             counts, total = state["counts"], state["total"]
-            seen = np.take_along_axis(counts, bucket[:, :, None], axis=2)[:, :, 0]
+            seen = counts[fi, bucket, ki]
             share = np.where(total > 0, seen / np.maximum(total, 1.0), 0.0)
-            out[:, :, b] = (1.0 - share) * present
-            np.put_along_axis(counts, bucket[:, :, None], (seen + present)[:, :, None], axis=2)
+            out[:, b] = (1.0 - share) * present
+            counts[fi, bucket, ki] = seen + present
             total += present
-        return out.reshape(n, -1)
+        return out.reshape(-1, n)

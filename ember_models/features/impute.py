@@ -37,4 +37,4 @@ class Impute(Feature):
             np.copyto(fill, x0, where=obs)
         else:
             welford_update(state["n"], fill, state["m2"], x0, obs)
-        return np.stack([value, ~obs], axis=2).reshape(len(inp), -1)
+        return np.stack([value, ~obs], axis=1).reshape(-1, len(inp))

@@ -23,7 +23,7 @@ class Rate(Feature):
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         _, obs, x0 = self.observed(inp)
         last, t_last, rate = state["last"], state["t_last"], state["rate"]
-        t = inp.times[:, None]
+        t = inp.times
         dt = t - t_last                       # NaN where never observed
         moving = obs & (dt > 0.0)             # NaN > 0 is False
         np.divide(x0 - last, dt, out=rate, where=moving)

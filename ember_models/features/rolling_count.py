@@ -1,10 +1,11 @@
 """Mean and standard deviation over each field's last n observations, for several n.
 
-Exact sliding windows: a ring buffer of the last max(n) observations per key and field, with
-running sums per window (add the new value, subtract the one that leaves). Values are stored
-relative to a per-key reference, and every time the ring buffer wraps the sums are recomputed
-from it exactly and the reference moves to the buffer's mean, so rounding never accumulates
-and large offsets do not cancel. Until a field has n observations its n-window covers those seen.
+Exact sliding windows: a ring buffer of the last observations per key and field (capacity: the
+largest n rounded up to a power of two), with running sums per window (add the new value,
+subtract the one that leaves). Values are stored relative to a per-key reference, and every time
+the ring buffer wraps the sums are recomputed from it exactly and the reference moves to the
+buffer's mean, so rounding never accumulates and large offsets do not cancel. Until a field has
+n observations its n-window covers those seen.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ class RollingCountWindow(Feature):
         self.sizes = tuple(sorted({int(s) for s in sizes}))
         if self.sizes[0] < 2:
             raise ValueError(f"rolling_count sizes must be >= 2, got {list(sizes)}")
-        self._sizes = np.asarray(self.sizes, dtype=np.int64)
-        self.capacity = self.sizes[-1]
+        self._sizes = np.asarray(self.sizes, dtype=np.int64)[None, :, None]      # (1, S, 1)
+        self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
 
     def names(self) -> list[str]:
         return self._field_names(*[f"{stat}_n{s}" for s in self.sizes for stat in ("mean", "std")])
@@ -34,39 +35,47 @@ class RollingCountWindow(Feature):
                 "sumsq": ((v, s), "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
-        buf, count, ref = state["buf"], state["count"], state["ref"]
-        s, ss = state["sum"], state["sumsq"]
-        cap, sizes = self.capacity, self._sizes
+        _, obs, x0 = self.observed(inp)                                  # (V, n)
+        buf, count, ref = state["buf"], state["count"], state["ref"]     # (V, cap, n), (V, n)
+        s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
+        mask, sizes = self.capacity - 1, self._sizes
+        v, n = obs.shape
+        fi = np.arange(v)[:, None]
+        ki = np.arange(n)
         np.copyto(ref, x0, where=obs & (count == 0))
-        y = (x0 - ref) * obs                                          # 0 where missing
-        pos = count % cap                                             # (n, V) next slot
-        leaving = np.take_along_axis(buf, (pos[:, :, None] - sizes) % cap, axis=2)
-        leaving *= (count[:, :, None] >= sizes) & obs[:, :, None]     # only a full window sheds
-        s += y[:, :, None] - leaving
-        ss += (y * y)[:, :, None] - leaving * leaving
-        slot = pos[:, :, None]
-        kept = np.take_along_axis(buf, slot, axis=2)[:, :, 0]
-        np.put_along_axis(buf, slot, np.where(obs, y, kept)[:, :, None], axis=2)
+        y = (x0 - ref) * obs                                             # 0 where missing
+        pos = count & mask                                               # next slot (V, n)
+        leaving = buf[fi[:, :, None], (pos[:, None, :] - sizes) & mask, ki]      # (V, S, n)
+        leaving *= (count[:, None, :] >= sizes) & obs[:, None, :]        # only a full window sheds
+        y3 = y[:, None, :]
+        s += y3
+        s -= leaving
+        ss += y3 * y3
+        ss -= leaving * leaving
+        kept = buf[fi, pos, ki]
+        buf[fi, pos, ki] = np.where(obs, y, kept)
         count += obs
-        wrapped = obs & (count % cap == 0)
+        wrapped = obs & ((count & mask) == 0)
         if wrapped.any():
             self._recompute(buf, ref, s, ss, *np.nonzero(wrapped))
-        n = np.minimum(count[:, :, None], sizes).astype(np.float64)
-        inv = np.where(n > 0, 1.0 / np.maximum(n, 1.0), 0.0)
-        mean = s * inv
-        std = np.sqrt(np.maximum(ss * inv - mean * mean, 0.0))
-        mean += ref[:, :, None] * (n > 0)
-        return np.stack([mean, std], axis=3).reshape(len(inp), -1)
+        filled = np.minimum(count[:, None, :], sizes)
+        inv = 1.0 / np.maximum(filled, 1)
+        out = np.empty((v, len(self.sizes), 2, n))
+        mean = np.multiply(s, inv, out=out[:, :, 0])
+        var = ss * inv
+        var -= mean * mean
+        np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, :, 1])
+        mean += ref[:, None, :] * (filled > 0)
+        return out.reshape(-1, n)
 
-    def _recompute(self, buf, ref, s, ss, rows, cols) -> None:
+    def _recompute(self, buf, ref, s, ss, fields, keys) -> None:
         # The buffer just wrapped: slots 0..cap-1 hold the last `cap` values, oldest first.
-        b = buf[rows, cols]                                           # (m, cap) copy
+        b = buf[fields, :, keys]                                         # (m, cap) copy
         shift = b.mean(axis=1)
         b -= shift[:, None]
-        ref[rows, cols] += shift
-        buf[rows, cols] = b
+        ref[fields, keys] += shift
+        buf[fields, :, keys] = b
         for j, size in enumerate(self.sizes):
             tail = b[:, self.capacity - size:]
-            s[rows, cols, j] = tail.sum(axis=1)
-            ss[rows, cols, j] = (tail * tail).sum(axis=1)
+            s[fields, j, keys] = tail.sum(axis=1)
+            ss[fields, j, keys] = (tail * tail).sum(axis=1)

@@ -1,10 +1,15 @@
 """Count, mean and standard deviation of each field over the last w seconds, for several w.
 
 Bounded state needs bucketing: a w-second window is kept as `buckets` time buckets of w/buckets
-seconds (ring buffer by bucket number). The window at time t is the bucket holding t and the
-buckets-1 before it, so it reaches back between w (buckets-1)/buckets and w seconds. Each bucket
-holds count, sum and sum of squares of the values relative to a per-key reference (the field's
-first observation), which keeps the variance accurate for large offsets.
+seconds. The window at time t is the bucket holding t and the buckets-1 before it, so it reaches
+back between w (buckets-1)/buckets and w seconds. Each bucket holds count, sum and sum of squares
+of the values relative to a per-key reference (the field's first observation), which keeps the
+variance accurate for large offsets.
+
+The bucket being filled (`open`) is separate from a ring of closed buckets, and the total of the
+live closed buckets (`closed_total`) is recomputed exactly only when a key moves into a new
+bucket, the only time a bucket can close or expire. So an event costs a few dense array ops, and
+the bucket work is done for the keys that changed bucket only.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ class RollingTimeWindow(Feature):
         super().__init__(fields, columns, prefix)
         self.windows_s = tuple(sorted({float(w) for w in windows_s}))
         self.buckets = int(buckets)
-        self._width = np.asarray(self.windows_s) / self.buckets
+        self._inv_width = (self.buckets / np.asarray(self.windows_s))[:, None]   # (W, 1)
 
     def names(self) -> list[str]:
         return self._field_names(*[f"{stat}_w{fmt_seconds(w)}" for w in self.windows_s
@@ -31,35 +36,51 @@ class RollingTimeWindow(Feature):
 
     def state_spec(self):
         nw, b, v = len(self.windows_s), self.buckets, len(self.fields)
-        return {"bucket_id": ((nw, b), "<i8", _NEVER), "acc": ((nw, b, 3, v), "<f8", 0.0),
-                "ref": ((v,), "<f8", 0.0), "seen": ((v,), "<f8", 0.0),
-                "t_last": ((), "<f8", np.nan)}
+        return {"ring_id": ((nw, b), "<i8", _NEVER), "ring": ((nw, b, 3, v), "<f8", 0.0),
+                "closed_total": ((nw, 3, v), "<f8", 0.0), "open": ((nw, 3, v), "<f8", 0.0),
+                "open_id": ((nw,), "<i8", _NEVER), "ref": ((v,), "<f8", 0.0),
+                "seen": ((v,), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
-        ids, acc, ref, seen, t_last = (state[k] for k in ("bucket_id", "acc", "ref", "seen", "t_last"))
+        _, obs, x0 = self.observed(inp)                                   # (V, n)
+        ring_id, ring, closed, open_, open_id, ref, seen, t_last = (
+            state[k] for k in ("ring_id", "ring", "closed_total", "open", "open_id", "ref",
+                               "seen", "t_last"))
+        n, nb = len(inp), self.buckets
         np.copyto(ref, x0, where=obs & (seen == 0))
         seen += obs
-        np.fmax(t_last, inp.times, out=t_last)            # time never runs backwards for a key
+        np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
         y = (x0 - ref) * obs
-        add = np.stack([obs.astype(np.float64), y, y * y], axis=1)     # (n, 3, V)
-        rows = np.arange(len(inp))
-        n_out = len(self.windows_s)
-        out = np.empty((len(inp), len(self.fields), n_out, 3))
-        for j in range(n_out):
-            bid = np.floor(t_last / self._width[j]).astype(np.int64)
-            slot = bid % self.buckets
-            stale = ids[rows, j, slot] != bid
-            if stale.any():
-                acc[rows[stale], j, slot[stale]] = 0.0
-                ids[rows, j, slot] = bid
-            acc[rows, j, slot] += add
-            live = ids[:, j, :] > (bid - self.buckets)[:, None]           # (n, B)
-            tot = np.einsum("nbkv,nb->nkv", acc[:, j], live.astype(np.float64))
-            cnt, s, ss = tot[:, 0], tot[:, 1], tot[:, 2]
-            inv = 1.0 / np.maximum(cnt, 1.0)
-            mean = s * inv
-            out[:, :, j, 0] = np.log1p(cnt)
-            out[:, :, j, 2] = np.sqrt(np.maximum(ss * inv - mean * mean, 0.0))
-            out[:, :, j, 1] = mean + ref * (cnt > 0)
-        return out.reshape(len(inp), -1)
+        bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
+        moved = bid != open_id
+        if moved.any():
+            self._close(ring_id, ring, closed, open_, open_id, bid, *np.nonzero(moved))
+        open_[:, 0] += obs
+        open_[:, 1] += y
+        open_[:, 2] += y * y
+        tot = closed + open_                                               # (W, 3, V, n)
+        cnt = tot[:, 0]
+        inv = 1.0 / np.maximum(cnt, 1.0)
+        mean = tot[:, 1] * inv
+        var = tot[:, 2] * inv
+        var -= mean * mean
+        out = np.empty((len(self.fields), len(self.windows_s), 3, n))
+        out[:, :, 0] = np.log1p(cnt).transpose(1, 0, 2)
+        out[:, :, 1] = (mean + ref * (cnt > 0)).transpose(1, 0, 2)
+        out[:, :, 2] = np.sqrt(np.maximum(var, 0.0)).transpose(1, 0, 2)
+        return out.reshape(-1, n)
+
+    def _close(self, ring_id, ring, closed, open_, open_id, bid, w, k) -> None:
+        """Keys k moved to a new bucket of window w: file the open bucket into the ring, start
+        an empty one, and recompute the total of the ring buckets still inside the window."""
+        nb = self.buckets
+        was = open_id[w, k]
+        had = was != _NEVER
+        wh, kh, slot = w[had], k[had], was[had] % nb
+        ring[wh, slot, :, :, kh] = open_[wh, :, :, kh]
+        ring_id[wh, slot, kh] = was[had]
+        open_[w, :, :, k] = 0.0
+        new = bid[w, k]
+        open_id[w, k] = new
+        live = ring_id[w, :, k] > (new - nb)[:, None]                       # (m, B)
+        closed[w, :, :, k] = (ring[w, :, :, :, k] * live[:, :, None, None]).sum(axis=1)

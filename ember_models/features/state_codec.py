@@ -34,22 +34,24 @@ class StateCodec:
         self.blob_size = _HEADER.size + self.record.itemsize
 
     def init(self, n_keys: int) -> dict[str, np.ndarray]:
-        return {name: np.full((n_keys, *shape), fill, dtype=dt)
+        """Initial state of n_keys keys (the key is the LAST axis of every array)."""
+        return {name: np.full((*shape, n_keys), fill, dtype=dt)
                 for name, (shape, dt, fill) in self.spec.items()}
 
     def _records(self, state: dict[str, np.ndarray], rows) -> np.ndarray:
         first = next(iter(state.values()), None)
-        n = len(rows) if rows is not None else (0 if first is None else first.shape[0])
+        n = len(rows) if rows is not None else (0 if first is None else first.shape[-1])
         rec = np.empty(n, dtype=self.record)
         for name in self.spec:
-            rec[name] = state[name] if rows is None else state[name][rows]
+            arr = state[name] if rows is None else state[name][..., rows]
+            rec[name] = np.moveaxis(arr, -1, 0)
         return rec
 
     def encode(self, state: dict[str, np.ndarray], index: int) -> bytes:
         return self.header + self._records(state, [index]).tobytes()
 
-    def encode_all(self, state: dict[str, np.ndarray], n_keys: int | None = None) -> list[bytes]:
-        rec = self._records(state, None if n_keys is None else range(n_keys))
+    def encode_all(self, state: dict[str, np.ndarray]) -> list[bytes]:
+        rec = self._records(state, None)
         raw = rec.tobytes()
         size, head = self.record.itemsize, self.header
         return [head + raw[i * size:(i + 1) * size] for i in range(rec.shape[0])]
@@ -66,7 +68,7 @@ class StateCodec:
         raw = b"".join(memoryview(blobs[i])[hs:] for i in present)
         rec = np.frombuffer(raw, dtype=self.record)
         for name in self.spec:
-            state[name][present] = rec[name]
+            state[name][..., present] = np.moveaxis(rec[name], 0, -1)
         return state
 
     def _check(self, blob, i: int) -> None:

@@ -25,4 +25,4 @@ class TimeSinceLast(Feature):
         t_last = state["t_last"]
         dt = elapsed(inp.times, t_last)
         np.fmax(t_last, inp.times, out=t_last)
-        return (np.log1p(dt) if self.log1p else dt)[:, None]
+        return (np.log1p(dt) if self.log1p else dt)[None, :]

@@ -21,4 +21,4 @@ class WelfordStats(Feature):
         _, obs, x0 = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
         welford_update(n, mean, m2, x0, obs)
-        return np.stack([mean, welford_std(n, m2)], axis=2).reshape(len(inp), -1)
+        return np.stack([mean, welford_std(n, m2)], axis=1).reshape(-1, len(inp))
