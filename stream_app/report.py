@@ -71,6 +71,9 @@ def read_scores(path) -> tuple[pa.Table, ScoreColumns]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such scores file")
+    if path.suffix.lower() not in (".parquet", ".pq"):
+        raise ValueError(f"{path}: ember report reads a Parquet scores file "
+                         "(ember score --output scores.parquet)")
     table = pq.read_table(path)
     cols = ScoreColumns.from_schema(table.schema)
     missing = [c for c in (cols.key, cols.time, *SCORE_COLUMNS) if c not in table.column_names]
