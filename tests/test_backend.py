@@ -151,7 +151,6 @@ def test_ember_backend_environment_variable():
     # fresh processes: the backend is process-global and chosen on first use
     cases = {name: _run(name) for name in BACKENDS}
     cases[" MLX "] = _run(" MLX ")                   # trimmed, case-insensitive
-    cases["unset"] = _run(None)
     cases["bogus"] = _run("bogus")
     results = {k: p.communicate(timeout=120) + (p.returncode,) for k, p in cases.items()}
     for name in BACKENDS:
@@ -159,13 +158,18 @@ def test_ember_backend_environment_variable():
         assert rc == 0 and out.strip() == name, err
     out, err, rc = results[" MLX "]
     assert rc == 0 and out.strip() == "mlx", err
-    out, err, rc = results["unset"]
-    assert rc == 0 and out.strip() == auto_backend_name(), err
     out, err, rc = results["bogus"]
     assert rc != 0 and "BackendError" in err
     assert "EMBER_BACKEND='bogus'" in err
     for name in BACKENDS:
         assert name in err.splitlines()[-1]
+
+
+def test_no_environment_variable_means_the_automatic_choice(monkeypatch):
+    # in-process (a subprocess would pay another torch import): forget the chosen backend
+    monkeypatch.delenv("EMBER_BACKEND", raising=False)
+    monkeypatch.setattr(backend_mod, "_current", None)
+    assert get_backend().name == auto_backend_name() == ops.backend_name
 
 
 def test_explicit_set_backend_wins_over_the_environment():

@@ -307,6 +307,9 @@ def test_logsumexp_softmax_stable_at_extremes(backend):
     x = ops.from_numpy(a)
     check(ops.logsumexp(x, axis=1), np.array([1e4 + math.log(2), -1e4 + math.log(2), 1e4, 0.0]))
     check(ops.softmax(x, axis=1), np.array([[0.5, 0.5], [0.5, 0.5], [1, 0], [1, 0]]))
+    with np.errstate(divide="ignore"):
+        all_neg_inf = ops.to_numpy(ops.logsumexp(ops.full((2, 3), -math.inf), axis=1))
+    assert all_neg_inf.tolist() == [-math.inf, -math.inf]
     full = ops.to_numpy(ops.logsumexp(ops.from_numpy(EXTREME)))
     assert np.isfinite(full) and full == pytest.approx(1e4)
 
