@@ -38,13 +38,33 @@ def _load_config(path):
         raise _fail(err) from None
 
 
-def _file_sources(inputs: tuple[str, ...], sources: tuple[str, ...]) -> list[Path]:
-    """--input paths and --source specs → event files. A directory means every event file in it."""
+def _bigquery_tables(sources: tuple[str, ...], config) -> list[tuple[str, "pa.Table"]]:
+    """--source bigquery://PROJECT/DATASET/TABLE (or bq://…) → (name, table), read by the
+    backfill's history reader (Storage Read API; emulator or cloud per its environment)."""
+    specs = [s for s in sources if s.lower().startswith(_BIGQUERY_PREFIXES)]
+    if not specs:
+        return []
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    from stream_app.backfill.errors import SourceError
+    from stream_app.cli_backfill import read_history
+    out = []
+    for spec in specs:
+        try:
+            out.append((spec, read_history(spec, config)))
+        except SourceError as err:
+            raise _fail(err) from None
+        except (GoogleAuthError, GoogleAPIError) as err:
+            raise click.ClickException(f"--source {spec}: cannot read from BigQuery: "
+                                       f"{str(err).splitlines()[0]}") from None
+    return out
+
+
+def _file_sources(inputs: tuple[str, ...], sources: tuple[str, ...], allow_none: bool = False) -> list[Path]:
+    """--input paths and file --source specs → event files. A directory means every event file in it."""
     files: list[Path] = []
-    for spec in (*inputs, *sources):
-        if spec.lower().startswith(_BIGQUERY_PREFIXES):
-            raise click.UsageError(f"--source {spec}: BigQuery sources are not wired into `ember train` "
-                                   "yet; export the table to Parquet and pass the files")
+    for spec in (*inputs, *(s for s in sources if not s.lower().startswith(_BIGQUERY_PREFIXES))):
         path = Path(spec)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
@@ -55,7 +75,7 @@ def _file_sources(inputs: tuple[str, ...], sources: tuple[str, ...]) -> list[Pat
             raise click.UsageError(f"{path}: no such file")
         else:
             files.append(path)
-    if not files:
+    if not files and not allow_none:
         raise click.UsageError("give the events to read with --input (or --source)")
     return files
 
@@ -127,7 +147,7 @@ def _write_skipped(report, path) -> None:
               help="ember TOML file naming the key, time and value fields.")
 @click.option("--input", "inputs", multiple=True, help="History event file or directory (repeatable).")
 @click.option("--source", "sources", multiple=True,
-              help="Event source: a file or a directory of files (BigQuery: not yet).")
+              help="Event source (repeatable): a file, a directory of files, or bigquery://PROJECT/DATASET/TABLE.")
 @click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
               help="Directory to write the trained model to.")
 @click.option("--chunk-rows", default=model_runs.DEFAULT_CHUNK_ROWS, show_default=True, type=int)
@@ -138,9 +158,11 @@ def _write_skipped(report, path) -> None:
 def train(config_path, inputs, sources, model_dir, chunk_rows, missing_values, show_skipped, skipped_rows, progress):
     """Fit a detector on historical events and save it to --model."""
     config = _load_config(config_path)
-    files = _file_sources(inputs, sources)
+    files = _file_sources(inputs, sources, allow_none=any(s.lower().startswith(_BIGQUERY_PREFIXES)
+                                                          for s in sources))
+    tables = _bigquery_tables(sources, config)
     try:
-        res = model_runs.train(config, files, model_dir, missing_values=missing_values,
+        res = model_runs.train(config, files, model_dir, tables=tables, missing_values=missing_values,
                                chunk_rows=chunk_rows, progress=progress)
     except (EventFileError, ValueError) as err:
         raise _fail(err) from None

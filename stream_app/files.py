@@ -145,6 +145,16 @@ def read_events(paths, fields: EventFields, missing_values: Literal["keep", "ski
     return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), report
 
 
+def events_from_table(table: pa.Table, fields: EventFields, name: str,
+                      missing_values: Literal["keep", "skip"] = "keep") -> tuple[pa.Table, ReadReport]:
+    """An in-memory table (e.g. read from BigQuery) checked and typed like a Parquet file:
+    malformed rows are skipped and reported by row number under ``name``."""
+    _column_index(name, table.column_names, fields)
+    columns = {c: table.column(c).combine_chunks() for c in fields.columns}
+    return _convert(columns, np.arange(1, table.num_rows + 1, dtype=np.int64), [], fields, name, "row",
+                    missing_values)
+
+
 def _read_one(path: Path, fields: EventFields, missing_values) -> tuple[pa.Table, ReadReport]:
     fmt = file_format(path)
     if not path.is_file():

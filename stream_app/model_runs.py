@@ -21,7 +21,8 @@ from typing import Sequence
 import pyarrow as pa
 from tqdm import tqdm
 
-from stream_app.files import EventFields, ReadReport, read_events, time_ordered, write_events
+from stream_app.files import (EventFields, ReadReport, events_from_table, read_events, time_ordered,
+                              write_events)
 from stream_app.report import SCORE_COLUMNS, ScoreColumns
 
 DEFAULT_CHUNK_ROWS = 20_000
@@ -60,13 +61,24 @@ def _pipeline_class():
     return Pipeline
 
 
-def train(config, inputs: Sequence, model_dir, *, missing_values: str = "keep",
-          chunk_rows: int = DEFAULT_CHUNK_ROWS, progress: bool | None = None) -> TrainResult:
-    """Fit a pipeline on the event files ``inputs`` and save it (with end-of-history key states)."""
+def train(config, inputs: Sequence, model_dir, *, tables: Sequence[tuple[str, pa.Table]] = (),
+          missing_values: str = "keep", chunk_rows: int = DEFAULT_CHUNK_ROWS,
+          progress: bool | None = None) -> TrainResult:
+    """Fit a pipeline on the event files ``inputs`` and the already-read ``tables`` ((name,
+    table) pairs, e.g. from BigQuery) and save it, with the end-of-history key states."""
     fields = EventFields.from_config(config)
-    table, report = read_events(list(inputs), fields, missing_values=missing_values)
-    if table.num_rows == 0:
-        raise ValueError(f"no usable events in {', '.join(map(str, inputs))}: nothing to train on")
+    parts, report = [], ReadReport()
+    if inputs:
+        table, report = read_events(list(inputs), fields, missing_values=missing_values)
+        parts.append(table)
+    for name, raw in tables:
+        table, one = events_from_table(raw, fields, name, missing_values=missing_values)
+        parts.append(table)
+        report.merge(one)
+    table = pa.concat_tables(parts) if parts else None
+    if table is None or table.num_rows == 0:
+        names = [*map(str, inputs), *(n for n, _ in tables)]
+        raise ValueError(f"no usable events in {', '.join(names)}: nothing to train on")
     table = time_ordered(table, fields)
     pipe = _pipeline_class()(config)
     t0 = time.perf_counter()

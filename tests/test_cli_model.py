@@ -157,8 +157,8 @@ def test_errors_name_what_and_where(sample, model, tmp_path):
     result = run("score", "--model", model, "--input", no_col, "--output", tmp_path / "s.parquet")
     assert result.exit_code != 0 and "nocol.csv: no time column 'time'" in result.output
 
-    result = run("train", "--config", out / "ember.toml", "--source", "bq://proj.ds.events", "--model", tmp_path / "m")
-    assert result.exit_code != 0 and "BigQuery sources are not wired" in result.output
+    result = run("train", "--config", out / "ember.toml", "--source", tmp_path / "nowhere.csv", "--model", tmp_path / "m")
+    assert result.exit_code != 0 and "nowhere.csv: no such file" in result.output
 
     result = run("train", "--config", out / "ember.toml", "--model", tmp_path / "m")
     assert result.exit_code != 0 and "--input" in result.output
