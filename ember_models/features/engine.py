@@ -212,20 +212,39 @@ class FeatureEngine:
         return out
 
     def transform(self, table: pa.Table | pa.RecordBatch | EventColumns,
-                  state: State | Mapping[Any, bytes | None] | None = None) -> FeatureFrame:
+                  state: State | Mapping[Any, bytes | None] | None = None,
+                  state_keys: Sequence | None = None) -> FeatureFrame:
         """Features of every row of `table` (each key's rows in time order; sorting by
-        (key, time) is the fast case). `state`: None (all keys new), a State aligned with the
-        table's keys in order of first appearance, or a mapping key -> bytes|None."""
+        (key, time) is the fast case). `state`: None (all keys new), a mapping key -> bytes|None,
+        or a State whose rows belong to `state_keys` (e.g. a previous frame's .state and .keys);
+        keys of the table that the state does not have start fresh."""
         cols = table if isinstance(table, EventColumns) else self.read(table)
         if state is None:
             st = self.init_state(len(cols.keys))
-        elif isinstance(state, Mapping) and not _is_state(state):
-            st = self.states_from_bytes([state.get(k) for k in cols.keys])
+        elif _is_state(state) or state_keys is not None:
+            if state_keys is None:
+                raise TypeError("transform(table, state=State) needs state_keys= (the key of "
+                                "each state row, e.g. the previous frame's .keys)")
+            st = self.align_state(state, state_keys, cols.keys)
         else:
-            st = state
+            st = self.states_from_bytes([state.get(k) for k in cols.keys])
         out, new_state = self.step_events(st, cols.key_index, cols.times, cols.values,
                                           cols.categories, keys=cols.keys)
         return FeatureFrame(out, self.names, cols.keys, cols.key_index, new_state)
+
+    def align_state(self, state: State, state_keys: Sequence, keys: Sequence) -> State:
+        """A state with one row per key of `keys`: the row of `state` (whose rows are
+        `state_keys`) for known keys, a fresh state for the others."""
+        if self.n_keys(state) != len(state_keys) and state:
+            raise ValueError(f"state has {self.n_keys(state)} keys but {len(state_keys)} "
+                             "state_keys were given")
+        where = {k: i for i, k in enumerate(state_keys)}
+        rows = np.array([where.get(k, -1) for k in keys], dtype=np.int64)
+        out = self.init_state(len(keys))
+        known = rows >= 0
+        for name, arr in out.items():
+            arr[..., known] = state[name][..., rows[known]]
+        return out
 
     def step(self, table: pa.Table | pa.RecordBatch, states: Mapping[Any, bytes | None]
              ) -> tuple[FeatureFrame, dict[Any, bytes]]:
