@@ -60,8 +60,13 @@ def get_backend_object(name: str, device=None):
     return _load(name, device)
 
 
+def _nvidia_driver_present() -> bool:
+    # Importing torch costs ~3 s of CPU; only ask it about CUDA when an NVIDIA driver is loaded.
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidiactl")
+
+
 def auto_backend_name() -> str:
-    if _lib_installed("torch"):
+    if _lib_installed("torch") and _nvidia_driver_present():
         try:
             import torch
             if torch.cuda.is_available():

@@ -12,6 +12,7 @@ import pytest
 
 from ember_models import backend as backend_mod
 from ember_models import ops
+import ember_models.backend as backend_module
 from ember_models.backend import (BackendError, auto_backend_name, get_backend,
                                   get_backend_object, installed_backends, set_backend,
                                   using_backend)
@@ -136,6 +137,7 @@ def test_auto_choice_rule(monkeypatch):
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
     assert auto_backend_name() == "mlx"             # Apple silicon: MLX
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backend_module, "_nvidia_driver_present", lambda: True)
     assert auto_backend_name() == "torch"           # a CUDA GPU wins
 
 
