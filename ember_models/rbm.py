@@ -21,6 +21,7 @@ NumPy PCG64 on every backend, so numpy, torch and mlx train to the same weights.
 from __future__ import annotations
 
 import math
+from collections import deque
 
 from . import ops
 from .batches import as_batch_source
@@ -28,6 +29,14 @@ from .model_file import register
 from .nn import Module, Parameter
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
+
+
+def _sigmoid(x):
+    """The logistic function as 0.5 + 0.5·tanh(x/2): the same value, and on NumPy 3.5x faster
+    than ``ops.sigmoid`` (which keeps full relative precision in the far lower tail at the
+    cost of 7 array passes). Below x ≈ -17 it rounds to 0 in float32, which no comparison
+    with a float32 uniform draw can tell apart from the exact 4e-8."""
+    return 0.5 * ops.tanh(0.5 * x) + 0.5
 
 
 def stable_softplus(x):
@@ -114,12 +123,12 @@ class RBM(Module):
     # ---- conditionals and sampling --------------------------------------------------------
     def hidden_probabilities(self, v):
         """p(h_j = 1 | v) = sigmoid(c_j + (vW)_j), shape (n, n_hidden)."""
-        return ops.sigmoid(ops.matmul(v, self.weight) + self.hidden_bias)
+        return _sigmoid(ops.matmul(v, self.weight) + self.hidden_bias)
 
     def visible_mean(self, h):
         """E[v | h]: sigmoid(b + W h) for Bernoulli units, b + W h for Gaussian ones."""
         pre = ops.matmul(h, ops.transpose(self.weight)) + self.visible_bias
-        return ops.sigmoid(pre) if self.visible == "bernoulli" else pre
+        return _sigmoid(pre) if self.visible == "bernoulli" else pre
 
     def _bernoulli(self, p):
         """0/1 samples with probabilities ``p``. Uniforms come straight from the generator's
@@ -173,9 +182,11 @@ class RBM(Module):
     def score(self, x, normalized: bool = True):
         """Anomaly score per row, shape (n,); higher = more anomalous.
 
-        ``normalized=True``: (F(x) - mean) / std of the free energies of the training batches
-        (running statistics over about the last ``stats_window`` training rows). Before any
-        training there are no statistics and the raw free energy is returned.
+        ``normalized=True``: (F(x) - mean) / std of the free energy of the training rows, from
+        ``score_stats``: after each ``fit`` epoch, the epoch's last ``stats_window`` rows (or
+        more, whole batches) under the final weights; ``partial_fit`` merges each batch in,
+        older rows weighing at most ``stats_window``. Before any training there are no
+        statistics and the raw free energy is returned.
         """
         energy = self.free_energy(x)
         count, mean, var = self._stats()
@@ -189,10 +200,13 @@ class RBM(Module):
 
     # ---- training ---------------------------------------------------------------------------
     def partial_fit(self, batch) -> "RBM":
-        """One CD-k (or persistent CD) update from one batch of rows: online training."""
-        stats = list(self._stats())
-        self._update(self._input(batch, "partial_fit"), stats)
-        self.score_stats = ops.asarray(stats, dtype="float32")
+        """One CD-k (or persistent CD) update from one batch of rows: online training. The
+        batch's free energies (before the update) join the running score statistics."""
+        v0 = self._input(batch, "partial_fit")
+        energy = self.free_energy(v0)
+        stats = self._stats()
+        self._set_stats(*self._merged(stats, energy, "partial_fit batch"))
+        self._cd_step(v0, monitor=False)
         return self
 
     def fit(self, data, epochs: int = 1, shuffle: bool = True, progress: bool = False) -> "RBM":
@@ -213,33 +227,45 @@ class RBM(Module):
         return self._epoch(source, epoch, progress, monitor=True)
 
     def _epoch(self, source, epoch: int, progress: bool, monitor: bool) -> float:
+        before = dict(self.state_dict())   # arrays are replaced, never mutated: references do
         batches = source.epoch(epoch, self.rng)
         if progress:
             from tqdm.auto import tqdm
             batches = tqdm(batches, desc=f"RBM epoch {epoch + 1}", unit="batch", leave=False)
-        stats = list(self._stats())
+        recent, recent_rows = deque(), 0   # the last >= stats_window rows, for score stats
         total, rows = 0.0, 0
         for batch in batches:
             v0 = self._input(batch, "fit")
-            total += self._update(v0, stats, monitor)
-            rows += ops.shape(v0)[0]
-        self.score_stats = ops.asarray(stats, dtype="float32")
+            n = ops.shape(v0)[0]
+            total += self._cd_step(v0, monitor)
+            rows += n
+            recent.append(v0)
+            recent_rows += n
+            while recent_rows - ops.shape(recent[0])[0] >= self.stats_window:
+                recent_rows -= ops.shape(recent.popleft())[0]
+        # one check per epoch instead of one per batch: NaN/inf anywhere spreads to the weights
+        if not math.isfinite(float(ops.item(ops.sum(self.weight)))):
+            self.load_state_dict(before)
+            raise ValueError(f"RBM.fit: epoch {epoch + 1} made the weights non-finite, so the "
+                             "training data holds NaN/inf values (or lr is far too high); the "
+                             "weights are back to where the epoch started")
+        # score statistics: the free energy of the epoch's last rows under the final weights
+        energy = self.free_energy(ops.concatenate(list(recent), axis=0))
+        count, mean, var = self._merged(self._stats(), energy, "fit data")
+        self._set_stats(count - recent_rows + rows, mean, var)
         return total / rows if monitor else float("nan")
 
-    def _update(self, v0, stats: list, monitor: bool = False) -> float:
-        """One CD-k / PCD step on batch ``v0``; folds its free energies into ``stats``.
-        With ``monitor``, returns the batch's summed mean-field reconstruction error per row."""
+    def _cd_step(self, v0, monitor: bool) -> float:
+        """One CD-k / persistent-CD update from batch ``v0``. With ``monitor``, returns the
+        batch's summed mean-field reconstruction error per unit (else 0)."""
         n0 = ops.shape(v0)[0]
-        pre0 = ops.matmul(v0, self.weight) + self.hidden_bias
-        h0 = ops.sigmoid(pre0)
-        energy = self._free_energy_from(v0, pre0)
-        mean_e = float(ops.item(ops.sum(energy))) / n0
-        var_e = float(ops.item(ops.sum(ops.square(energy - mean_e)))) / n0
-        self._fold_stats(stats, mean_e, var_e, n0)
-        # the monitor: this batch's mean-field reconstruction by the weights it trains from
-        error = float(ops.item(ops.sum(ops.square(v0 - self.visible_mean(h0))))) / self.n_visible \
-            if monitor else 0.0
+        h0 = _sigmoid(ops.matmul(v0, self.weight) + self.hidden_bias)
+        error = 0.0
+        if monitor:
+            recon = self.visible_mean(h0)
+            error = float(ops.item(ops.sum(ops.square(v0 - recon)))) / self.n_visible
 
+        # negative phase: k Gibbs steps from the data (CD) or from the chain (PCD)
         h = self.chain if self.persistent else self._bernoulli(h0)
         for step in range(self.k):
             v_mean = self.visible_mean(h)
@@ -251,39 +277,57 @@ class RBM(Module):
             self.chain = h
         n1 = ops.shape(v)[0]
 
-        # log-likelihood gradient estimate: <v hᵀ>_data - <v hᵀ>_model
-        grad_w = (ops.matmul(ops.transpose(v0), h0) * (1.0 / n0)
-                  - ops.matmul(ops.transpose(v), h_prob) * (1.0 / n1))
+        # gradient ascent on the log-likelihood, estimated as <v hᵀ>_data - <v hᵀ>_model,
+        # with the learning rate folded into the scale factors (fewer array ops per batch)
+        # (column sums as a product with a vector of lr/n: 3x faster than NumPy's axis-0 sum)
+        pos = ops.matmul(ops.transpose(v0), h0)
+        neg = ops.matmul(ops.transpose(v), h_prob)
+        if n0 == n1:
+            s = self.lr / n0
+            scale = ops.full((n0,), s, dtype=self.dtype)
+            d_w = (pos - neg) * s
+            d_b = ops.matmul(scale, v0 - v)
+            d_c = ops.matmul(scale, h0 - h_prob)
+        else:  # persistent chain and a batch of another size
+            s0, s1 = self.lr / n0, self.lr / n1
+            scale0 = ops.full((n0,), s0, dtype=self.dtype)
+            scale1 = ops.full((n1,), s1, dtype=self.dtype)
+            d_w = pos * s0 - neg * s1
+            d_b = ops.matmul(scale0, v0) - ops.matmul(scale1, v)
+            d_c = ops.matmul(scale0, h0) - ops.matmul(scale1, h_prob)
         if self.weight_decay:
-            grad_w = grad_w - self.weight_decay * self.weight
-        # (sum * 1/n, not mean: NumPy's mean is a Python wrapper, slow per small batch)
-        grad_b = ops.sum(v0, axis=0) * (1.0 / n0) - ops.sum(v, axis=0) * (1.0 / n1)
-        grad_c = ops.sum(h0, axis=0) * (1.0 / n0) - ops.sum(h_prob, axis=0) * (1.0 / n1)
+            d_w = d_w - (self.lr * self.weight_decay) * self.weight
         if self.momentum:
-            m, lr = self.momentum, self.lr
-            self.weight_velocity = m * self.weight_velocity + lr * grad_w
-            self.visible_bias_velocity = m * self.visible_bias_velocity + lr * grad_b
-            self.hidden_bias_velocity = m * self.hidden_bias_velocity + lr * grad_c
-            self.weight = self.weight + self.weight_velocity
-            self.visible_bias = self.visible_bias + self.visible_bias_velocity
-            self.hidden_bias = self.hidden_bias + self.hidden_bias_velocity
-        else:
-            self.weight = self.weight + self.lr * grad_w
-            self.visible_bias = self.visible_bias + self.lr * grad_b
-            self.hidden_bias = self.hidden_bias + self.lr * grad_c
+            m = self.momentum
+            d_w = self.weight_velocity = m * self.weight_velocity + d_w
+            d_b = self.visible_bias_velocity = m * self.visible_bias_velocity + d_b
+            d_c = self.hidden_bias_velocity = m * self.hidden_bias_velocity + d_c
+        self.weight = self.weight + d_w
+        self.visible_bias = self.visible_bias + d_b
+        self.hidden_bias = self.hidden_bias + d_c
         return error
 
-    def _fold_stats(self, stats: list, mean_b: float, var_b: float, n_b: int) -> None:
-        """Merge a batch's free-energy mean/variance into stats = [count, mean, var] (Chan et
-        al.), old rows weighted as at most ``stats_window`` so the statistics follow the
-        model as it trains."""
+    # ---- score statistics ---------------------------------------------------------------
+    def _stats(self) -> tuple[float, float, float]:
+        count, mean, var = (float(s) for s in ops.to_numpy(self.score_stats))
+        return count, mean, var
+
+    def _set_stats(self, count: float, mean: float, var: float) -> None:
+        self.score_stats = ops.asarray([count, mean, var], dtype="float32")
+
+    def _merged(self, stats, energy, what: str) -> tuple[float, float, float]:
+        """(count, mean, var) of ``stats`` merged with the free energies ``energy`` (Chan et
+        al.); old rows weigh as at most ``stats_window - len(energy)`` so the statistics
+        follow the model as it trains."""
+        n_b = ops.shape(energy)[0]
+        mean_b = float(ops.item(ops.sum(energy))) / n_b
+        var_b = float(ops.item(ops.sum(ops.square(energy - mean_b)))) / n_b
         if not (math.isfinite(mean_b) and math.isfinite(var_b)):
-            raise ValueError("RBM training batch gives a non-finite free energy: the batch has "
-                             "NaN/inf values (or values far outside the visible units' range)")
+            raise ValueError(f"RBM: the {what} gives a non-finite free energy: it holds NaN/inf "
+                             "values (or values far outside the visible units' range)")
         count, mean_a, var_a = stats
-        n_a = min(count, self.stats_window)
+        n_a = min(count, max(self.stats_window - n_b, 0))
         n = n_a + n_b
         delta = mean_b - mean_a
-        stats[0] = count + n_b
-        stats[1] = mean_a + delta * n_b / n
-        stats[2] = (var_a * n_a + var_b * n_b + delta * delta * n_a * n_b / n) / n
+        return (count + n_b, mean_a + delta * n_b / n,
+                (var_a * n_a + var_b * n_b + delta * delta * n_a * n_b / n) / n)

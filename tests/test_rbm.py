@@ -192,7 +192,20 @@ def test_partial_fit_batches_equal_fit_on_the_same_batches():
     for i in range(0, 256, 32):
         b.partial_fit(data[i:i + 32])
     for name, value in a.state_dict().items():
-        np.testing.assert_array_equal(_np(value), _np(b.state_dict()[name]), err_msg=name)
+        if name != "score_stats":
+            np.testing.assert_array_equal(_np(value), _np(b.state_dict()[name]), err_msg=name)
+    # score statistics: fit's are those of the final weights, partial_fit's a running merge
+    # of each batch before its update; both count every row
+    energy = _np(a.free_energy(data))
+    np.testing.assert_allclose(_np(a.score_stats), [256, energy.mean(), energy.var()], rtol=1e-5)
+    assert _np(b.score_stats)[0] == 256
+
+
+def test_score_stats_follow_the_last_window_of_training_rows():
+    data = _structured_data(1000)
+    rbm = RBM(6, 4, batch_size=50, stats_window=300, seed=0).fit(data, epochs=2, shuffle=False)
+    energy = _np(rbm.free_energy(data[-300:]))
+    np.testing.assert_allclose(_np(rbm.score_stats), [2000, energy.mean(), energy.var()], rtol=1e-5)
 
 
 # ---- training data sources ------------------------------------------------------------------
@@ -234,6 +247,12 @@ def test_bad_training_data_gives_clear_errors():
         rbm.fit(np.zeros((5, 3)))
     with pytest.raises(ValueError, match="non-finite"):
         rbm.partial_fit(np.full((2, 6), np.nan))
+    weight = _np(rbm.weight)
+    poisoned = _structured_data(200)
+    poisoned[150, 2] = np.nan
+    with pytest.raises(ValueError, match="epoch 1 made the weights non-finite.*back to where"):
+        rbm.fit(poisoned)
+    np.testing.assert_array_equal(_np(rbm.weight), weight)
     with pytest.raises(BatchSourceError, match="expected a 2-D array, a callable"):
         rbm.fit(42)
     with pytest.raises(ValueError, match="visible='poisson'"):

@@ -1,0 +1,131 @@
+"""RBM training speed: one CD-1 epoch of ember's RBM vs scikit-learn's BernoulliRBM, same run.
+
+Same data (100k × 64 binary rows, float32), 64 hidden units, same batch size, one epoch each,
+on one thread each (BLAS limited with threadpoolctl, torch.set_num_threads(1)): rows/s per
+core. Each contender runs ``repeats`` times, interleaved, and keeps its best time, because
+the machines we measure on are shared and noisy.
+
+The work compared: scikit-learn's epoch is persistent CD-1 (its only algorithm: 3 products
+and 2 Bernoulli draws per batch, no shuffling). ember's CD-1 and persistent CD-1 do the same
+sampling, plus what ember's RBM always does: shuffling the rows each epoch, momentum, weight
+decay, and the running free-energy statistics behind ``score``.
+
+    .venv/bin/python -m benchmarks.bench_rbm               # batch 64, numpy and torch
+    .venv/bin/python -m benchmarks.bench_rbm --batch-size 10 256 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import numpy as np
+
+SHAPE = dict(n=100_000, n_features=64, n_hidden=64)
+
+
+def make_data(n: int = 100_000, n_features: int = 64, seed: int = 0) -> np.ndarray:
+    """Binary rows near one of 8 random prototypes (10% of bits flipped), float32."""
+    rng = np.random.default_rng(seed)
+    protos = rng.random((8, n_features)) < 0.5
+    x = protos[rng.integers(0, 8, n)]
+    return np.where(rng.random(x.shape) < 0.1, ~x, x).astype(np.float32)
+
+
+def _one_thread():
+    """Limit BLAS (NumPy, scikit-learn) and torch to one thread; returns an undo function."""
+    from threadpoolctl import threadpool_limits
+    limiter = threadpool_limits(limits=1)
+    torch_threads = None
+    try:
+        import torch
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+    def undo():
+        limiter.restore_original_limits()
+        if torch_threads is not None:
+            import torch
+            torch.set_num_threads(torch_threads)
+    return undo
+
+
+def sklearn_epoch_seconds(x: np.ndarray, n_hidden: int, batch_size: int, seed: int = 0) -> float:
+    from sklearn.neural_network import BernoulliRBM
+    rbm = BernoulliRBM(n_components=n_hidden, learning_rate=0.05, batch_size=batch_size,
+                       n_iter=1, random_state=seed)
+    start = time.perf_counter()
+    rbm.fit(x)
+    return time.perf_counter() - start
+
+
+def ember_epoch_seconds(x: np.ndarray, n_hidden: int, batch_size: int, backend: str,
+                        persistent: bool = False, seed: int = 0) -> float:
+    from ember_models import ops
+    from ember_models.backend import using_backend
+    from ember_models.rbm import RBM
+    with using_backend(backend):
+        data = ops.from_numpy(x)                 # data already on the backend, as in training
+        rbm = RBM(x.shape[1], n_hidden, k=1, persistent=persistent, lr=0.05,
+                  batch_size=batch_size, seed=seed)
+        start = time.perf_counter()
+        rbm.fit(data, epochs=1)
+        ops.item(ops.sum(rbm.weight))            # mlx is lazy: make sure the work is done
+        return time.perf_counter() - start
+
+
+def rbm_cd1_vs_sklearn(batch_size: int = 64, backends=("numpy", "torch"), repeats: int = 3,
+                       n: int = SHAPE["n"], n_features: int = SHAPE["n_features"],
+                       n_hidden: int = SHAPE["n_hidden"]) -> dict:
+    """Best-of-``repeats`` epoch times (interleaved) and rows/s; ratios vs scikit-learn.
+
+    Returns {"shape": ..., "batch_size": ..., "rows_per_s": {name: rate},
+    "ratio_vs_sklearn": {name: rate / sklearn rate}} with names "sklearn",
+    "ember-<backend>-cd1" and "ember-<backend>-pcd1".
+    """
+    x = make_data(n, n_features)
+    contenders = {"sklearn": lambda: sklearn_epoch_seconds(x, n_hidden, batch_size)}
+    for backend in backends:
+        contenders[f"ember-{backend}-cd1"] = (
+            lambda b=backend: ember_epoch_seconds(x, n_hidden, batch_size, b, persistent=False))
+        contenders[f"ember-{backend}-pcd1"] = (
+            lambda b=backend: ember_epoch_seconds(x, n_hidden, batch_size, b, persistent=True))
+    undo = _one_thread()
+    try:
+        best = {name: float("inf") for name in contenders}
+        for _ in range(repeats):
+            for name, run in contenders.items():
+                best[name] = min(best[name], run())
+    finally:
+        undo()
+    rates = {name: n / seconds for name, seconds in best.items()}
+    return {"shape": f"{n}x{n_features}, {n_hidden} hidden, float32, 1 thread",
+            "batch_size": batch_size, "rows_per_s": rates,
+            "ratio_vs_sklearn": {k: v / rates["sklearn"] for k, v in rates.items()}}
+
+
+def format_result(res: dict) -> str:
+    lines = [f"RBM one epoch, {res['shape']}, batch {res['batch_size']}:"]
+    for name, rate in res["rows_per_s"].items():
+        lines.append(f"  {name:<20} {rate:>12,.0f} rows/s   {res['ratio_vs_sklearn'][name]:5.2f}x sklearn")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[64])
+    parser.add_argument("--backends", nargs="+", default=["numpy", "torch"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=SHAPE["n"])
+    args = parser.parse_args(argv)
+    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}")
+    # untimed first epoch on a small slice: imports (torch takes seconds) and first calls
+    rbm_cd1_vs_sklearn(64, args.backends, repeats=1, n=2_000)
+    for bs in args.batch_size:
+        print(format_result(rbm_cd1_vs_sklearn(bs, args.backends, args.repeats, n=args.rows)))
+
+
+if __name__ == "__main__":
+    main()
