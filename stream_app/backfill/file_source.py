@@ -85,6 +85,10 @@ class FileSource:
     def dataset(self) -> ds.Dataset:
         if self._dataset is None:
             fmt: Any = self.format
+            if self.format == "parquet":
+                # Keys as dictionaries: sharding, staging and sorting then move small integers,
+                # not strings (the pipeline decodes them once).
+                fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[self.fields.key]))
             if self.format == "csv":
                 import pyarrow.csv as pacsv
 
@@ -128,10 +132,14 @@ class FileSource:
             raise SourceError(f"reading {self.format} files at {self.path}: {exc}") from exc
 
     def _normalise(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """Decimal values as float64 and dictionary keys as plain strings: what the pipeline reads."""
+        """Decimal values as float64, other dictionary columns decoded, and the key column
+        dictionary-encoded: what the pipeline reads, in the form that is cheap to move."""
         columns, changed = [], False
         for name, col in zip(batch.schema.names, batch.columns):
-            if pa.types.is_decimal(col.type):
+            if name == self.fields.key:
+                if not pa.types.is_dictionary(col.type):
+                    col, changed = pc.dictionary_encode(col), True
+            elif pa.types.is_decimal(col.type):
                 col, changed = pc.cast(col, pa.float64()), True
             elif pa.types.is_dictionary(col.type):
                 col, changed = col.dictionary_decode(), True
@@ -253,7 +261,10 @@ class FileSource:
         fields = []
         for name in self.fields.columns:
             f = schema.field(name)
-            if pa.types.is_decimal(f.type):
+            if name == self.fields.key:
+                if not pa.types.is_dictionary(f.type):
+                    f = f.with_type(pa.dictionary(pa.int32(), f.type))
+            elif pa.types.is_decimal(f.type):
                 f = f.with_type(pa.float64())
             elif pa.types.is_dictionary(f.type):
                 f = f.with_type(f.type.value_type)

@@ -135,3 +135,19 @@ def pipeline():
     config = parse_config({"data": {"key_field": "host", "time_field": "ts", "value_fields": ["cpu"]},
                            "model": {"warmup_events": 5}})
     return Pipeline(config).fit(make_events(5, 50, seed=99))
+
+
+def assert_grouped_in_time_order(keys: list, times: list, where: str = "") -> None:
+    """Each key's rows are contiguous and in time order (what a stateful model needs)."""
+    seen: set = set()
+    for i, k in enumerate(keys):
+        if i and keys[i - 1] == k:
+            assert times[i - 1] <= times[i], f"{where}: time goes back for key {k} at row {i}"
+        else:
+            assert k not in seen, f"{where}: rows of key {k} are not contiguous (row {i})"
+            seen.add(k)
+
+
+@pytest.fixture
+def grouped_in_time_order():
+    return assert_grouped_in_time_order

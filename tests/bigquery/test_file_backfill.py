@@ -25,7 +25,7 @@ def write_parts(table: pa.Table, directory, parts: int = 3) -> None:
         pq.write_table(table.slice(i * step, step), os.path.join(directory, f"events-{i}.parquet"))
 
 
-def test_file_shards_hold_every_row_once_sorted_and_in_range(tmp_path, arrow_events):
+def test_file_shards_hold_every_row_once_sorted_and_in_range(tmp_path, arrow_events, grouped_in_time_order):
     events = arrow_events(50, 30, seed=1)
     write_parts(events, tmp_path / "in")
     source = FileSource(tmp_path / "in", FIELDS, staging_dir=tmp_path / "stage", batch_rows=100, flush_rows=40)
@@ -36,8 +36,7 @@ def test_file_shards_hold_every_row_once_sorted_and_in_range(tmp_path, arrow_eve
     owner: dict[str, int] = {}
     for i in range(4):
         shard = source.read_shard(plan, i)
-        pairs = list(zip(shard.column("host").to_pylist(), shard.column("ts").to_pylist()))
-        assert pairs == sorted(pairs)
+        grouped_in_time_order(shard.column("host").to_pylist(), shard.column("ts").to_pylist(), f"shard {i}")
         got.update(zip(*(shard.column(c).to_pylist() for c in ("host", "ts", "cpu"))))
         for k in set(shard.column("host").to_pylist()):
             assert owner.setdefault(k, i) == i
@@ -113,3 +112,20 @@ def test_local_file_backfill_resumes_and_matches_one_pass_scoring(tmp_path, arro
     assert got.keys() == want.keys()
     np.testing.assert_allclose([got[k] for k in want], list(want.values()), rtol=1e-9, atol=1e-12)
     assert not (tmp_path / "stage" / result.run_id).exists()  # staging removed when all shards are done
+
+
+def test_sort_groups_keys_and_orders_time_even_when_shuffled(grouped_in_time_order):
+    from stream_app.backfill.shards import sort_by_key_time
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    keys = [f"k{i}" for i in rng.integers(0, 70, n)]
+    times = rng.integers(0, 300, n).astype(float)  # many ties: the sort must be stable
+    table = pa.table({"k": keys, "t": times, "row": np.arange(n)})
+    out = sort_by_key_time(table, "k", "t")
+    grouped_in_time_order(out.column("k").to_pylist(), out.column("t").to_pylist())
+    assert sorted(out.column("row").to_pylist()) == list(range(n))
+    rows = list(zip(*(out.column(c).to_pylist() for c in ("k", "t", "row"))))
+    assert all(a[2] < b[2] for a, b in zip(rows, rows[1:]) if a[0] == b[0] and a[1] == b[1])  # ties keep input order
+    in_order = table.sort_by([("t", "ascending")])  # already time-ordered: no full sort needed
+    grouped_in_time_order(*(sort_by_key_time(in_order, "k", "t").column(c).to_pylist() for c in ("k", "t")))

@@ -1,0 +1,182 @@
+"""Backfill throughput: local Parquet → scores, events per second per core (numpy backend).
+
+    .venv/bin/python benchmarks/backfill.py                     # 10k keys x 1k events (10M)
+    .venv/bin/python benchmarks/backfill.py --keys 1000 --events 200   # quick
+
+What is measured, in one process limited to one thread (Arrow, BLAS) so the figure is per core:
+
+1. backfill: ``run_backfill(FileSource(parquet dir), ParquetSink, pipeline, shards, local=True)``
+   end to end: one pass staging the files into per-shard Arrow files, then per shard read → sort
+   by (key, time) → ``Pipeline.score`` → Parquet write. Reported with the time per phase
+   (measured again on one shard) so it is clear where the time goes.
+2. streaming path: ``Pipeline.step`` on micro-batches of ``--batch`` events in event-time order,
+   carrying every key's state between batches as the streaming worker does (no Kafka: the
+   model-core cost of the streaming path), over the first ``--stream-events`` events.
+
+The ratio backfill / streaming is printed; both figures come from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def limit_threads(threads: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def make_events(keys: int, per_key: int, directory: Path, files: int, seed: int = 0):
+    """keys x per_key events, 2 value fields, spread over ``files`` Parquet files in time order
+    (as exported history usually is: each file a time slice with every key mixed)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    names = pa.array([f"host-{k:05d}" for k in range(keys)])
+    gaps = rng.exponential(60.0, size=(keys, per_key)) + 1.0
+    times = 1_700_000_000.0 + np.cumsum(gaps, axis=1)
+    order = np.argsort(times, axis=None, kind="stable")  # global time order
+    key_idx = (order // per_key).astype(np.int32)
+    t = times.ravel()[order]
+    cpu = rng.normal(50.0, 5.0, size=keys * per_key)
+    lat = rng.gamma(2.0, 10.0, size=keys * per_key)
+    directory.mkdir(parents=True, exist_ok=True)
+    n = keys * per_key
+    step = -(-n // files)
+    for i in range(files):
+        sl = slice(i * step, min(n, (i + 1) * step))
+        pq.write_table(pa.table({
+            "host": names.take(pa.array(key_idx[sl])),
+            "ts": pa.array(t[sl]),
+            "cpu": pa.array(cpu[sl]),
+            "latency_ms": pa.array(lat[sl]),
+        }), directory / f"events-{i:03d}.parquet")
+    return n
+
+
+def make_pipeline(history):
+    from ember_models.config import parse_config
+    from ember_models.pipeline import Pipeline
+
+    config = parse_config({"data": {"key_field": "host", "time_field": "ts", "value_fields": ["cpu", "latency_ms"]}})
+    return Pipeline(config).fit(history)
+
+
+def streaming_rate(pipe, events, batch: int) -> tuple[float, int]:
+    """events/s of Pipeline.step over micro-batches in time order, states carried per key."""
+    states: dict[str, bytes] = {}
+    key_col = events.column("host")
+    start = time.perf_counter()
+    for lo in range(0, events.num_rows, batch):
+        chunk = events.slice(lo, batch)
+        keys = set(key_col.slice(lo, batch).to_pylist())
+        res = pipe.step(chunk, {k: states.get(k) for k in keys})
+        states.update(res.states)
+    return events.num_rows / (time.perf_counter() - start), events.num_rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--keys", type=int, default=10_000)
+    p.add_argument("--events", type=int, default=1_000, help="events per key")
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--files", type=int, default=16)
+    p.add_argument("--batch", type=int, default=1_000, help="streaming micro-batch size")
+    p.add_argument("--stream-events", type=int, default=200_000, help="events timed on the streaming path")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--workdir", default=None)
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    limit_threads(args.threads)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pa.set_cpu_count(args.threads)
+    pa.set_io_thread_count(args.threads)
+    from ember_models import backend
+
+    backend.set_backend("numpy")
+    from stream_app.backfill import EventFields, FileSource, LocalManifest, ParquetSink, TimeRange, run_backfill
+    from stream_app.backfill.shard_task import score_table
+    from stream_app.backfill.sink import RunInfo
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="ember-bench-backfill-"))
+    try:
+        t0 = time.perf_counter()
+        n = make_events(args.keys, args.events, work / "in", args.files)
+        gen_s = time.perf_counter() - t0
+        first = pq.read_table(sorted((work / "in").iterdir())[0])
+        pipe = make_pipeline(first.slice(0, 50_000))
+        fields = EventFields.from_pipeline(pipe)
+        print(f"{n:,} events ({args.keys:,} keys x {args.events:,}) in {args.files} Parquet files, "
+              f"{sum(f.stat().st_size for f in (work / 'in').iterdir()) / 2**20:.0f} MiB, made in {gen_s:.1f} s")
+
+        source = FileSource(work / "in", fields, staging_dir=work / "stage")
+        cpu0 = time.process_time()
+        result = run_backfill(source, ParquetSink(work / "out"), pipe, shards=args.shards, run_id="bench",
+                              manifest=LocalManifest(work / "state"), progress=False, cleanup=False)
+        cpu_s = time.process_time() - cpu0
+        assert result.rows == n, (result.rows, n)
+        backfill_rate = n / result.seconds
+
+        # Where the time goes, on one shard (again, separately timed).
+        plan = source.prepare("bench", args.shards, TimeRange())
+        t = time.perf_counter()
+        source_phase = FileSource(work / "in", fields, staging_dir=work / "stage2")
+        source_phase.prepare("phase", args.shards, TimeRange())
+        stage_s = time.perf_counter() - t
+        t = time.perf_counter()
+        table = source.read_shard(plan, 0)
+        read_s = time.perf_counter() - t
+        t = time.perf_counter()
+        scores, _ = score_table(pipe, table, False, 0)
+        score_s = time.perf_counter() - t
+        t = time.perf_counter()
+        phase_sink, phase_run = ParquetSink(work / "phase-out"), RunInfo("phase", args.shards, pipe.model_version)
+        phase_sink.open(phase_run)
+        phase_sink.write_shard(phase_run, 0, scores, [])
+        write_s = time.perf_counter() - t
+        rows0 = table.num_rows
+
+        stream_events = pa.concat_tables(pq.read_table(f) for f in sorted((work / "in").iterdir())[:4])
+        stream_events = stream_events.slice(0, min(args.stream_events, stream_events.num_rows))
+        stream_rate, stream_n = streaming_rate(pipe, stream_events, args.batch)
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+    figures = {
+        "events": n, "keys": args.keys, "events_per_key": args.events, "shards": args.shards, "threads": args.threads,
+        "backfill_seconds": round(result.seconds, 2), "backfill_events_per_s": round(backfill_rate),
+        "backfill_cpu_seconds": round(cpu_s, 2),
+        "phase_stage_events_per_s": round(n / stage_s), "phase_read_sort_events_per_s": round(rows0 / read_s),
+        "phase_score_events_per_s": round(rows0 / score_s), "phase_write_events_per_s": round(rows0 / write_s),
+        "streaming_events_per_s": round(stream_rate), "streaming_events": stream_n, "streaming_batch": args.batch,
+        "ratio_backfill_to_streaming": round(backfill_rate / stream_rate, 2),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, Python {platform.python_version()}",
+    }
+    print(f"backfill  {backfill_rate:>12,.0f} events/s  ({n:,} events in {result.seconds:.1f} s wall, "
+          f"{cpu_s:.1f} s CPU, {args.threads} thread(s), {args.shards} shards)")
+    print(f"  phases  stage {n / stage_s:,.0f}/s | read+sort {rows0 / read_s:,.0f}/s | "
+          f"score {rows0 / score_s:,.0f}/s | write {rows0 / write_s:,.0f}/s  (per phase, one shard of {rows0:,})")
+    print(f"streaming {stream_rate:>12,.0f} events/s  (Pipeline.step, micro-batches of {args.batch}, {stream_n:,} events)")
+    print(f"ratio     {backfill_rate / stream_rate:.2f}x backfill / streaming;  goal >= 1,000,000 events/s per core: "
+          f"{'met' if backfill_rate >= 1e6 else 'not met'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
