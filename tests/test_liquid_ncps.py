@@ -78,10 +78,11 @@ def test_ltc_mixed_memory_and_mappings_match_ncps():
     _compare_sequence(nt.LTC(16, 8, input_mapping="linear", output_mapping=None))
 
 
-def test_cells_match_ncps_with_a_batch_and_per_sample_elapsed_times():
+@pytest.mark.parametrize("batch", [5, 64])   # 64: the large-batch (layered) CfC runner
+def test_cells_match_ncps_with_a_batch_and_per_sample_elapsed_times(batch):
     # ncps' sequence wrappers squeeze timespans to (batch,), which only broadcasts for batch 1;
     # its cells take (batch, 1) elapsed times, so compare cells for batch > 1
-    x, ts = _inputs(batch=5, steps=6)
+    x, ts = _inputs(batch=batch, steps=6)
     cases = [nt.CfCCell(16, 9, mode="default"),
              nt.WiredCfCCell(16, nw.AutoNCP(24, 3, seed=8), mode="no_gate"),
              nt.LTCCell(nw.AutoNCP(24, 3, seed=8), 16, implicit_param_constraints=True)]
@@ -89,8 +90,8 @@ def test_cells_match_ncps_with_a_batch_and_per_sample_elapsed_times():
     for ncell, kind in zip(cases, expected_types):
         ours = from_ncps(ncell).eval()
         assert isinstance(ours, kind)
-        h_ref = torch.zeros(5, ours.state_size)
-        h = np.zeros((5, ours.state_size), np.float32)
+        h_ref = torch.zeros(batch, ours.state_size)
+        h = np.zeros((batch, ours.state_size), np.float32)
         for t in range(6):
             with torch.no_grad():
                 y_ref, h_ref = ncell(x[:, t], h_ref, ts[:, t])

@@ -40,10 +40,11 @@ MODELS = {
 }
 
 
+@pytest.mark.parametrize("batch", [4, 50])    # 50: the large-batch CfC runner
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_resuming_from_state_equals_running_whole(name):
+def test_resuming_from_state_equals_running_whole(name, batch):
     model = MODELS[name]().eval()
-    x, dt = _data()
+    x, dt = _data(batch=batch)
     y_whole, h_whole = model(x, dt)
     state, pieces = None, []
     for a, b in ((0, 7), (7, 8), (8, 21), (21, 30)):

@@ -41,7 +41,9 @@ class LiquidCell(PlanCache, Module):
         No input checks here: this is the per-event hot path; the sequence wrapper checks."""
         if self.training:
             return self.forward(x, h, dt)
-        return self._run(self._plan(), x, h, as_ts(dt, ops.shape(x)[0]))
+        if getattr(dt, "ndim", 0) != 2:
+            dt = as_ts(dt, ops.shape(x)[0])
+        return self._run(self._plan(), x, h, dt)
 
 
 def as_ts(dt, batch: int):

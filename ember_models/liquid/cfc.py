@@ -115,9 +115,9 @@ class CfCCell(LiquidCell):
         return plan
 
     def _run(self, plan, x, h, ts):
-        dropout = self._dropout if (self.training and self.backbone_dropout > 0) else None
-        new_h = cfc_plan.run(plan, x, h, ts, dropout)
-        return new_h, new_h
+        if self.training and self.backbone_dropout > 0:
+            return cfc_plan.run(plan, x, h, ts, self._dropout)
+        return plan.run(x, h, ts)
 
     def _dropout(self, v, i):
         # ncps puts dropout after backbone layers 2.. only (not after the first); we follow
@@ -175,6 +175,7 @@ class WiredCfCCell(LiquidCell):
         self.state_size = sum(self.layer_sizes)
         self.output_size = min(wiring.output_dim, self.layer_sizes[-1])
         self._out_start = self.state_size - self.layer_sizes[-1]
+        self._slice_output = self.output_size < self.layer_sizes[-1]
 
     def get_config(self):
         return {"input_size": self.input_size, "wiring": self.wiring.get_config(),
@@ -187,5 +188,7 @@ class WiredCfCCell(LiquidCell):
         return cfc_plan.build_stack_plan(list(self.layers), self.input_size)
 
     def _run(self, plan, x, h, ts):
-        new_h = cfc_plan.run(plan, x, h, ts)
-        return self.output(new_h), new_h
+        y, new_h = plan.run(x, h, ts)
+        if self._slice_output:    # single-layer wirings: the motor neurons are the first ones
+            y = y[:, :self.output_size]
+        return y, new_h
