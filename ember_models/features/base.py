@@ -113,6 +113,21 @@ class Feature(ABC):
         return f"{type(self).__name__}(prefix={self.prefix!r}, fields={list(self.fields)})"
 
 
+def flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(flat, strides): a 1-D view of the memory that the view `a` spans, and a's strides in
+    elements, so that a[i, j, k] is flat[i*strides[0] + j*strides[1] + k*strides[2]].
+
+    Gathers and scatters at per-key positions (a ring-buffer slot, a hash bucket) are 4-6x
+    faster as `np.take`/`np.put` on flat positions than as multi-array fancy indexing, and this
+    works on the strided prefix views the engine hands to `step`."""
+    item = a.itemsize
+    strides = tuple(st // item for st in a.strides)
+    if any(st < 0 or st * item != bs for st, bs in zip(strides, a.strides)):
+        raise ValueError("flat_view needs non-negative, element-aligned strides")
+    span = sum((d - 1) * st for d, st in zip(a.shape, strides)) + 1 if a.size else 0
+    return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(item,)), strides
+
+
 def fmt_seconds(s: float) -> str:
     """600.0 -> "600s", 0.5 -> "0.5s": compact, stable output-column names."""
     return f"{s:g}s"

@@ -70,7 +70,7 @@ class FeatureEngine:
         self.codec = StateCodec(spec, self._config_text())
         self.center: np.ndarray | None = None   # set by fit()
         # Keys evaluated together per block (a speed knob only: results do not depend on it).
-        self.block_keys = 2048
+        self.block_keys = 65536
         self.scale_: np.ndarray | None = None
 
     # ---- construction ------------------------------------------------------------------------

@@ -5,7 +5,9 @@ weight W and the weighted mean/variance:  W <- W * 2^(-dt/h) + 1,  alpha = 1/W,
 mean <- mean + alpha (x - mean),  var <- (1 - alpha) (var + alpha (x - mean)^2).
 So alpha follows from the elapsed time and the half-life (irregular streams are right), the
 first observation gets weight 1 (no bias towards 0), and observations with the same timestamp
-are weighted equally. A missing value changes nothing; its time is covered by the next decay.
+are weighted equally. A missing value leaves mean and var unchanged; W decays at every event of
+the key (decay multiplies, so decaying in steps equals decaying once over the whole gap), which
+lets all fields share one exp2 per half-life.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class Ewma(Feature):
         super().__init__(fields, columns, prefix)
         self.half_lives_s = tuple(float(h) for h in half_lives_s)
         self.std = bool(std)
-        self._neg_inv_h = (-1.0 / np.asarray(self.half_lives_s))[None, :, None]
+        self._neg_inv_h = (-1.0 / np.asarray(self.half_lives_s))[:, None]         # (H, 1)
 
     def names(self) -> list[str]:
         parts = []
@@ -36,21 +38,27 @@ class Ewma(Feature):
     def state_spec(self):
         vh = (len(self.fields), len(self.half_lives_s))
         return {"w": (vh, "<f8", 0.0), "mean": (vh, "<f8", 0.0), "var": (vh, "<f8", 0.0),
-                "t_last": ((len(self.fields),), "<f8", np.nan)}
+                "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         _, obs, x0 = self.observed(inp)                                   # (V, n)
         w, mean, var, t_last = state["w"], state["mean"], state["var"], state["t_last"]
-        decay = np.exp2(elapsed(inp.times, t_last)[:, None, :] * self._neg_inv_h)   # (V, H, n)
+        w *= np.exp2(elapsed(inp.times, t_last) * self._neg_inv_h)       # (H, n), shared by V
+        np.fmax(t_last, inp.times, out=t_last)
         obs3 = obs[:, None, :]
-        np.copyto(w, w * decay + 1.0, where=obs3)
-        alpha = obs3 / np.maximum(w, 1.0)                                  # 0 where missing
+        w += obs3
+        # 1/W where observed (W >= 1 there), 0 where missing (where W may still be 0).
+        alpha = obs3 / (w + ~obs3)
         d = x0[:, None, :] - mean
         ad = alpha * d
         mean += ad
-        var += ad * d
+        ad *= d
+        var += ad
         var *= 1.0 - alpha
-        np.copyto(t_last, np.fmax(t_last, inp.times), where=obs)
+        n = len(inp)
         if not self.std:
-            return mean.reshape(-1, len(inp))
-        return np.stack([mean, np.sqrt(var)], axis=2).reshape(-1, len(inp))
+            return mean.reshape(-1, n)
+        out = np.empty((len(self.fields), len(self.half_lives_s), 2, n))
+        out[:, :, 0] = mean
+        np.sqrt(var, out=out[:, :, 1])
+        return out.reshape(-1, n)

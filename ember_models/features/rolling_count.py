@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Feature, RoundInputs, State
+from .base import Feature, RoundInputs, State, flat_view
 
 
 class RollingCountWindow(Feature):
@@ -23,6 +23,7 @@ class RollingCountWindow(Feature):
         if self.sizes[0] < 2:
             raise ValueError(f"rolling_count sizes must be >= 2, got {list(sizes)}")
         self._sizes = np.asarray(self.sizes, dtype=np.int64)[None, :, None]      # (1, S, 1)
+        self._sizes_f = self._sizes.astype(np.float64)
         self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
 
     def names(self) -> list[str]:
@@ -38,34 +39,33 @@ class RollingCountWindow(Feature):
         _, obs, x0 = self.observed(inp)                                  # (V, n)
         buf, count, ref = state["buf"], state["count"], state["ref"]     # (V, cap, n), (V, n)
         s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
-        mask, sizes = self.capacity - 1, self._sizes
+        mask = self.capacity - 1
         v, n = obs.shape
-        fi = np.arange(v)[:, None]
-        ki = np.arange(n)
         np.copyto(ref, x0, where=obs & (count == 0))
         y = (x0 - ref) * obs                                             # 0 where missing
+        flat, (sv, sp, sk) = flat_view(buf)
+        cell = np.arange(v)[:, None] * sv + np.arange(n) * sk            # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
-        leaving = buf[fi[:, :, None], (pos[:, None, :] - sizes) & mask, ki]      # (V, S, n)
-        leaving *= (count[:, None, :] >= sizes) & obs[:, None, :]        # only a full window sheds
+        # The value leaving each window. Slots are 0 until written and a window of n can only
+        # reach back past the first value while fewer than n values were seen, so no mask.
+        leaving = np.take(flat, ((pos[:, None, :] - self._sizes) & mask) * sp + cell[:, None, :])
+        obs3 = obs[:, None, :]
         y3 = y[:, None, :]
-        s += y3
-        s -= leaving
-        ss += y3 * y3
-        ss -= leaving * leaving
-        kept = buf[fi, pos, ki]
-        buf[fi, pos, ki] = np.where(obs, y, kept)
+        s += (y3 - leaving) * obs3
+        ss += (y3 * y3 - leaving * leaving) * obs3
+        at = pos * sp + cell
+        np.put(flat, at, np.where(obs, y, np.take(flat, at)))
         count += obs
         wrapped = obs & ((count & mask) == 0)
         if wrapped.any():
             self._recompute(buf, ref, s, ss, *np.nonzero(wrapped))
-        filled = np.minimum(count[:, None, :], sizes)
-        inv = 1.0 / np.maximum(filled, 1)
+        inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
         out = np.empty((v, len(self.sizes), 2, n))
         mean = np.multiply(s, inv, out=out[:, :, 0])
         var = ss * inv
         var -= mean * mean
         np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, :, 1])
-        mean += ref[:, None, :] * (filled > 0)
+        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
         return out.reshape(-1, n)
 
     def _recompute(self, buf, ref, s, ss, fields, keys) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Feature, RoundInputs, State, fmt_seconds
+from .base import Feature, RoundInputs, State, flat_view, fmt_seconds
 
 _NEVER = np.iinfo(np.int64).min // 2
 
@@ -31,8 +31,8 @@ class RollingTimeWindow(Feature):
         self._inv_width = (self.buckets / np.asarray(self.windows_s))[:, None]   # (W, 1)
 
     def names(self) -> list[str]:
-        return self._field_names(*[f"{stat}_w{fmt_seconds(w)}" for w in self.windows_s
-                                   for stat in ("count_log1p", "mean", "std")])
+        return [f"{f}.{self.prefix}_{stat}_w{fmt_seconds(w)}" for w in self.windows_s
+                for stat in ("count_log1p", "mean", "std") for f in self.fields]
 
     def state_spec(self):
         nw, b, v = len(self.windows_s), self.buckets, len(self.fields)
@@ -43,10 +43,9 @@ class RollingTimeWindow(Feature):
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         _, obs, x0 = self.observed(inp)                                   # (V, n)
-        ring_id, ring, closed, open_, open_id, ref, seen, t_last = (
-            state[k] for k in ("ring_id", "ring", "closed_total", "open", "open_id", "ref",
-                               "seen", "t_last"))
-        n, nb = len(inp), self.buckets
+        closed, open_, open_id, ref, seen, t_last = (
+            state[k] for k in ("closed_total", "open", "open_id", "ref", "seen", "t_last"))
+        n = len(inp)
         np.copyto(ref, x0, where=obs & (seen == 0))
         seen += obs
         np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
@@ -54,33 +53,45 @@ class RollingTimeWindow(Feature):
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
         moved = bid != open_id
         if moved.any():
-            self._close(ring_id, ring, closed, open_, open_id, bid, *np.nonzero(moved))
+            self._close(state, bid, *np.nonzero(moved))
         open_[:, 0] += obs
         open_[:, 1] += y
         open_[:, 2] += y * y
         tot = closed + open_                                               # (W, 3, V, n)
+        out = np.empty_like(tot)
         cnt = tot[:, 0]
+        np.log1p(cnt, out=out[:, 0])
         inv = 1.0 / np.maximum(cnt, 1.0)
-        mean = tot[:, 1] * inv
+        mean = np.multiply(tot[:, 1], inv, out=out[:, 1])
         var = tot[:, 2] * inv
         var -= mean * mean
-        out = np.empty((len(self.fields), len(self.windows_s), 3, n))
-        out[:, :, 0] = np.log1p(cnt).transpose(1, 0, 2)
-        out[:, :, 1] = (mean + ref * (cnt > 0)).transpose(1, 0, 2)
-        out[:, :, 2] = np.sqrt(np.maximum(var, 0.0)).transpose(1, 0, 2)
+        np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])
+        mean += ref * (cnt > 0)                         # an empty window's mean is 0
         return out.reshape(-1, n)
 
-    def _close(self, ring_id, ring, closed, open_, open_id, bid, w, k) -> None:
+    def _close(self, state: State, bid, w, k) -> None:
         """Keys k moved to a new bucket of window w: file the open bucket into the ring, start
         an empty one, and recompute the total of the ring buckets still inside the window."""
         nb = self.buckets
+        ring_flat, (rw, rb, rc, rv, rk) = flat_view(state["ring"])        # (W, B, 3, V, n)
+        id_flat, (iw, ib, ik) = flat_view(state["ring_id"])                # (W, B, n)
+        open_flat, (ow, oc, ov, ok) = flat_view(state["open"])            # (W, 3, V, n)
+        tot_flat, _ = flat_view(state["closed_total"])                    # same layout as open
+        open_id = state["open_id"]
+        cells = (np.arange(3)[:, None] * oc + np.arange(len(self.fields)) * ov).ravel()
+        ring_cells = (np.arange(3)[:, None] * rc + np.arange(len(self.fields)) * rv).ravel()
         was = open_id[w, k]
-        had = was != _NEVER
-        wh, kh, slot = w[had], k[had], was[had] % nb
-        ring[wh, slot, :, :, kh] = open_[wh, :, :, kh]
-        ring_id[wh, slot, kh] = was[had]
-        open_[w, :, :, k] = 0.0
         new = bid[w, k]
+        had = was != _NEVER
+        at_open = (w * ow + k * ok)[:, None] + cells                       # (m, 3V)
+        slot = was % nb
+        at_ring = (w * rw + slot * rb + k * rk)[:, None] + ring_cells
+        np.put(ring_flat, at_ring[had], np.take(open_flat, at_open[had]))
+        np.put(id_flat, (w * iw + slot * ib + k * ik)[had], was[had])
+        np.put(open_flat, at_open, 0.0)
         open_id[w, k] = new
-        live = ring_id[w, :, k] > (new - nb)[:, None]                       # (m, B)
-        closed[w, :, :, k] = (ring[w, :, :, :, k] * live[:, :, None, None]).sum(axis=1)
+        ids = np.take(id_flat, (w * iw + k * ik)[:, None] + np.arange(nb) * ib)   # (m, B)
+        live = ids > (new - nb)[:, None]
+        buckets = np.take(ring_flat, (w * rw + k * rk)[:, None, None]
+                          + (np.arange(nb) * rb)[:, None] + ring_cells)           # (m, B, 3V)
+        np.put(tot_flat, at_open, (buckets * live[:, :, None]).sum(axis=1))
