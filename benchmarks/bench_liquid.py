@@ -11,8 +11,10 @@ Shapes (issue 3): AutoNCP wiring of 32 units / 4 motor outputs, 16 inputs.
   against (batch, units); so ncps is timed on its cheaper constant-time path).
 - LTC batched inference, batch 256 × 64 steps, 6 ODE unfolds, same arrangement.
 
-Both on one thread (threadpoolctl for BLAS, ``torch.set_num_threads(1)``): per-core rates.
-Each contender runs ``repeats`` rounds, interleaved, best round kept (shared, noisy machines).
+Both on one thread (threadpoolctl for BLAS, ``torch.set_num_threads(1)``): per-core rates,
+timed as CPU time of the calling thread (``time.thread_time``), so time slices lost to other
+processes on a shared machine do not count (cache and memory contention still do). Each
+contender runs ``repeats`` rounds, interleaved, best round kept.
 Both models hold the same weights (``from_ncps``), and the outputs are checked equal first.
 
     .venv/bin/python -m benchmarks.bench_liquid
@@ -75,12 +77,12 @@ def cfc_step_vs_ncps(repeats: int = 7, seconds: float = 0.2) -> dict:
         xts, tts = torch.from_numpy(xs), torch.from_numpy(dts)
 
         def rate(step_fn):
-            n, start = 0, time.perf_counter()
+            n, start = 0, time.thread_time()
             while True:
                 for i in range(64):
                     step_fn(i)
                 n += 64
-                elapsed = time.perf_counter() - start
+                elapsed = time.thread_time() - start
                 if elapsed >= seconds:
                     return elapsed / n   # seconds per step
 
@@ -123,15 +125,15 @@ def batched_vs_ncps(kind: str, repeats: int = 7) -> dict:
         np.testing.assert_allclose(y_ours, y_ref, atol=1e-4)
 
         def ember():
-            start = time.perf_counter()
+            start = time.thread_time()
             ours(x, dt)
-            return time.perf_counter() - start
+            return time.thread_time() - start
 
         def ncps():
-            start = time.perf_counter()
+            start = time.thread_time()
             with torch.no_grad():
                 ref(xt)
-            return time.perf_counter() - start
+            return time.thread_time() - start
 
         best = _best_interleaved({"ember": ember, "ncps": ncps}, repeats)
     return {"ember_s": best["ember"], "ncps_s": best["ncps"], "ratio": best["ncps"] / best["ember"],

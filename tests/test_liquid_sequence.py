@@ -111,6 +111,22 @@ def test_elapsed_time_matters_and_defaults_to_one():
     assert np.abs(y_dt - y_one).max() > 1e-3
 
 
+@pytest.mark.parametrize("name", ["cfc_wired", "ltc_wired", "multi_stride"])
+def test_masked_steps_hold_the_state_so_ragged_keys_batch_together(name):
+    model = MODELS[name]().eval()
+    x, dt = _data(batch=3, steps=12)
+    lengths = [12, 5, 9]
+    mask = np.arange(12)[None, :] < np.asarray(lengths)[:, None]
+    y, h = model(x, dt, mask=mask)
+    for b, n in enumerate(lengths):
+        y_b, h_b = model(x[b:b + 1, :n], dt[b:b + 1, :n])
+        np.testing.assert_allclose(y[b, :n], y_b[0], atol=1e-6)
+        np.testing.assert_allclose(h[b], h_b[0], atol=1e-6)
+        np.testing.assert_array_equal(y[b, n:], np.repeat(y[b, n - 1:n], 12 - n, axis=0))
+    with pytest.raises(ValueError, match="mask must be"):
+        model(x, dt, mask=mask[:, :3])
+
+
 def test_return_last_and_empty_sequences():
     model = CfC(6, AutoNCP(16, 3, seed=1), return_sequences=False, seed=1).eval()
     x, dt = _data(batch=2, steps=6)

@@ -11,10 +11,12 @@ of the LTC paper), with the inputs' synapses computed once per step::
     v ← (cm_t·v + gleak·vleak + Σ w·σ·erev) / (cm_t + gleak + Σ w·σ + epsilon),  cm_t = cm·unfolds/dt
 
 Speed: ncps evaluates the sigmoid for every (source, target) pair, masked afterwards. The plan
-here only evaluates the wiring's actual synapses (an AutoNCP(32) has 116 of 1024): gather the
-presynaptic potentials with one matmul by a (units, synapses) matrix that also carries
-``sigma/2``, one ``tanh`` (σ(z) = (1 + tanh(z/2))/2), and scatter-add numerator and
-denominator with one matmul by a (synapses, 2·units) matrix carrying ``w·erev/2`` and ``w/2``.
+here only evaluates the wiring's actual synapses (an AutoNCP(32) has 116 of 1024): with the
+neurons along rows and the samples along columns, the presynaptic potentials are gathered by
+row (``take``), one ``tanh`` serves every synapse (σ(z) = (1 + tanh(z/2))/2, with
+``sigma/2`` folded in), and one matmul by a (2·targets, synapses) matrix carrying ``w·erev/2``
+and ``w/2`` scatter-adds numerator and denominator. For large batches that matrix only spans
+the neurons that receive synapses (an NCP's inter neurons receive none from other neurons).
 Masked-out synapses contribute exactly zero in ncps, so this is the same function.
 
 ``dt`` = 0 would divide by zero; it is floored at 1e-9 s (the state then stays put, which is
@@ -37,6 +39,7 @@ INIT_RANGES = {"gleak": (0.001, 1.0), "vleak": (-0.2, 0.2), "cm": (0.4, 0.6), "w
                "sensory_sigma": (3.0, 8.0), "sensory_mu": (0.3, 0.8)}
 MAPPINGS = ("affine", "linear", None)
 _DT_FLOOR = 1e-9
+_RANGED_BATCH = 32   # from this batch up, scatter only to the target range (measured here)
 
 
 @register
@@ -128,49 +131,85 @@ class LTCCell(LiquidCell):
                         self.erev, n)
         sens = _synapses(self.sensory_sparsity_mask, self.sensory_sigma, self.sensory_mu,
                          self._positive(self.sensory_w), self.sensory_erev, n)
-        g_s, c_s, m_s, m0_s = sens
+        src_s, sig_s, csig_s, mt_s, mtf_s, ta_s, tb_s, m0_s = sens
         if self.input_mapping in ("affine", "linear"):
-            # x·input_w (+ input_b) folded into the sensory gather
+            # x·input_w (+ input_b) folded into the sensory synapses' sigmoid arguments
+            col = lambda p: ops.reshape(ops.take(p, src_s), (-1, 1))
             if self.input_mapping == "affine":
-                c_s = c_s - ops.matmul(ops.reshape(self.input_b, (1, -1)), g_s)
-            g_s = g_s * ops.reshape(self.input_w, (-1, 1))
+                csig_s = csig_s - sig_s * col(self.input_b)
+            sig_s = sig_s * col(self.input_w)
         gleak = self._positive(self.gleak)
-        const = m0_s + rec[3] + ops.concatenate([gleak * self.vleak, gleak + self.epsilon])
+        const = m0_s + rec[7] + ops.concatenate([gleak * self.vleak, gleak + self.epsilon])
         cm = self._positive(self.cm) * float(self.ode_unfolds)
-        return (g_s, c_s, m_s, const, cm, rec[0], rec[1], rec[2])
+        return ((src_s, sig_s, csig_s, mt_s, mtf_s, ta_s, tb_s), rec[:7],
+                ops.reshape(const, (-1, 1)), ops.reshape(cm, (-1, 1)))
 
     def _run(self, plan, x, h, ts):
-        g_s, c_s, m_s, const, cm, g, c, m = plan
+        # neurons along rows, samples along columns: gathering a synapse's presynaptic
+        # potential is then a row copy, not a strided gather
+        sens, rec, const, cm = plan
         n = self.state_size
-        sd = ops.matmul(ops.tanh(ops.matmul(x, g_s) - c_s), m_s) + const
-        cm_t = cm / ops.maximum(ts, _DT_FLOOR)
-        num0, den0 = sd[:, :n], sd[:, n:] + cm_t
-        v = h
+        zeros = {}
+        sd = _synaptic_sum(sens, ops.transpose(x), n, zeros) + const
+        cm_t = cm / ops.maximum(ops.transpose(ts), _DT_FLOOR)
+        num0, den0 = sd[:n], sd[n:] + cm_t
+        v = ops.transpose(h)
         for _ in range(self.ode_unfolds):
-            nd = ops.matmul(ops.tanh(ops.matmul(v, g) - c), m)
-            v = (cm_t * v + num0 + nd[:, :n]) / (den0 + nd[:, n:])
+            nd = _synaptic_sum(rec, v, n, zeros)
+            v = (cm_t * v + num0 + nd[:n]) / (den0 + nd[n:])
+        v = ops.transpose(v)
         return self.output(v), v
 
 
+def _synaptic_sum(syn, v, n, zeros):
+    """(2n, B): the sigmoid's variable half summed over each target's synapses, numerator
+    rows then denominator rows; ``v`` is (sources, B)."""
+    src, sig, csig, mt, mt_full, t_a, t_b = syn
+    u = ops.tanh(ops.take(v, src, axis=0) * sig - csig)
+    batch = ops.shape(v)[1]
+    if batch < _RANGED_BATCH or (t_a == 0 and t_b == n):
+        return ops.matmul(mt_full, u)     # small batches: fewer calls beat fewer FLOPs
+    nd = ops.matmul(mt, u)
+    width = t_b - t_a
+    key = (batch, t_a, t_b)
+    pads = zeros.get(key)
+    if pads is None:
+        pads = zeros[key] = (ops.zeros((t_a, batch), dtype=ops.dtype_name(v)),
+                             ops.zeros((n - t_b, batch), dtype=ops.dtype_name(v)))
+    top, bottom = pads
+    return ops.concatenate([top, nd[:width], bottom, top, nd[width:], bottom], axis=0)
+
+
 def _synapses(mask, sigma, mu, w, erev, n):
-    """Gather/scatter matrices of the synapses present in ``mask`` (sources x targets):
-    (G (sources, S) = onehot·sigma/2, c (S,) = sigma·mu/2, M (S, 2n) = [w·erev/2, w/2] at the
-    target, m0 (2n,) = M's column sums: the constant half of the sigmoid)."""
+    """The synapses present in ``mask`` (sources x targets), as gather/scatter arrays::
+
+        src (S,) source of each synapse; sig, csig (S, 1) = sigma/2, sigma·mu/2;
+        Mt (2T, S) = [w·erev/2 ; w/2] at each synapse's target row, over the target range
+        [t_a, t_b) (T = t_b − t_a: neurons outside receive no synapse of this kind);
+        Mt_full (2n, S): the same over all neurons (zero rows outside the range);
+        m0 (2n,) = Mt's row sums placed at the targets (the sigmoid's constant half).
+    """
     m_np = ops.to_numpy(mask)
     src, dst = np.nonzero(m_np)
-    n_src = m_np.shape[0]
+    if len(src) == 0:   # no synapses of this kind: one zero-weight dummy keeps shapes valid
+        src, dst, weigh = np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.float32)
+    else:
+        weigh = m_np[src, dst].astype(np.float32)        # a mask may weigh synapses
+    t_a, t_b = int(dst.min()), int(dst.max()) + 1
     flat = ops.from_numpy((src * n + dst).astype(np.int64))
     pick = lambda p: ops.take(ops.reshape(p, (-1,)), flat)
     sig, mu_s, w_s, e_s = pick(sigma), pick(mu), pick(w), pick(erev)
-    w_s = w_s * ops.from_numpy(m_np[src, dst].astype(np.float32))  # a mask may weigh synapses
-    onehot_src = np.zeros((n_src, len(src)), np.float32)
-    onehot_src[src, np.arange(len(src))] = 1.0
-    onehot_dst = np.zeros((len(src), n), np.float32)
-    onehot_dst[np.arange(len(src)), dst] = 1.0
-    g = ops.from_numpy(onehot_src) * ops.reshape(0.5 * sig, (1, -1))
-    c = 0.5 * sig * mu_s
-    od = ops.from_numpy(onehot_dst)
-    half_w = ops.reshape(0.5 * w_s, (-1, 1))
-    m = ops.concatenate([od * (half_w * ops.reshape(e_s, (-1, 1))), od * half_w], axis=1)
-    m0 = ops.sum(m, axis=0)
-    return g, c, m, m0
+    half_w = 0.5 * w_s * ops.from_numpy(weigh)
+    onehot = np.zeros((t_b - t_a, len(src)), np.float32)
+    onehot[dst - t_a, np.arange(len(src))] = 1.0
+    od = ops.from_numpy(onehot)
+    mt = ops.concatenate([od * ops.reshape(half_w * e_s, (1, -1)),
+                          od * ops.reshape(half_w, (1, -1))], axis=0)
+    rows = ops.sum(mt, axis=1)
+    pad_a, pad_b = ops.zeros((t_a,)), ops.zeros((n - t_b,))
+    m0 = ops.concatenate([pad_a, rows[:t_b - t_a], pad_b, pad_a, rows[t_b - t_a:], pad_b])
+    mt_full = ops.concatenate([ops.zeros((t_a, len(src))), mt[:t_b - t_a],
+                               ops.zeros((n - t_b, len(src))), ops.zeros((t_a, len(src))),
+                               mt[t_b - t_a:], ops.zeros((n - t_b, len(src)))], axis=0)
+    return (ops.from_numpy(src.astype(np.int64)), ops.reshape(0.5 * sig, (-1, 1)),
+            ops.reshape(0.5 * sig * mu_s, (-1, 1)), mt, mt_full, t_a, t_b, m0)

@@ -7,6 +7,9 @@
              applies to every step; ``None`` means 1.0 (regular sampling). Irregular event
              streams are the normal case: pass the time since each key's previous event;
 - ``state``  (batch, state_size) from a previous call, or ``None`` for zeros;
+- ``mask``   optional (batch, time) booleans: where False the step is skipped, the state is
+             held and the output repeats the previous one (padding of ragged per-key
+             sequences in one batch; a liquid cell changes its state even at dt = 0);
 - ``y``      (batch, time, outputs) with ``return_sequences`` (default), else (batch, outputs).
 
 Running a sequence in pieces, each call given the state the previous one returned, gives
@@ -74,7 +77,7 @@ class LiquidSequence(Module):
                 "proj_size": self.proj_size, "seed": self._proj_seed}
 
     # ---- running ---------------------------------------------------------------------------
-    def forward(self, x, dt=None, state=None):
+    def forward(self, x, dt=None, state=None, mask=None):
         batch, steps, dt3, state = self._check(x, dt, state)
         cell = self.cell
         # training: a plan built from the parameters now (differentiable, once per call);
@@ -84,8 +87,19 @@ class LiquidSequence(Module):
         h = state
         outs = []
         y = None
+        if mask is not None:
+            if tuple(ops.shape(mask)) != (batch, steps):
+                raise ValueError(f"{type(self).__name__}: mask must be (batch, time) = "
+                                 f"{(batch, steps)}, got {ops.shape(mask)}")
+            m3 = ops.reshape(ops.astype(mask, "bool"), (batch, steps, 1))
+            y = cell.output(h)
         for t in range(steps):
-            y, h = run(plan, x[:, t], h, dt3[:, t])
+            if mask is None:
+                y, h = run(plan, x[:, t], h, dt3[:, t])
+            else:
+                y_new, h_new = run(plan, x[:, t], h, dt3[:, t])
+                keep = m3[:, t]
+                y, h = ops.where(keep, y_new, y), ops.where(keep, h_new, h)
             if self.return_sequences:
                 outs.append(y)
         if self.return_sequences:
