@@ -23,7 +23,7 @@ from stream_app.backfill.timerange import TimeRange
 
 
 def is_bigquery_uri(uri: str) -> bool:
-    return uri.startswith(("bigquery://", "bq://"))
+    return uri.startswith(("bigquery:", "bq://"))
 
 
 def read_history(uri: str, config: Any, since: Any = None, until: Any = None, clients: Any = None) -> pa.Table:

@@ -137,12 +137,14 @@ class BigQuerySource:
 
     def staging_sql(self, run_id: str, shards: int, time_range: TimeRange) -> tuple[str, list[Any], str]:
         select, params = self._select(shards, time_range)
+        # BigQuery clusters on STRING and INT64 but not on BYTES keys.
+        cluster = [SHARD_COLUMN] + ([quote(self.fields.key)] if self.check()[self.fields.key] != "BYTES" else [])
         fingerprint = hashlib.sha256(
             (select + repr([(p.name, str(p.value)) for p in params])).encode()
         ).hexdigest()[:16]
         sql = (
             f"CREATE OR REPLACE TABLE {quote(self.staging_table_id(run_id))}\n"
-            f"CLUSTER BY {SHARD_COLUMN}, {quote(self.fields.key)}\n"
+            f"CLUSTER BY {', '.join(cluster)}\n"
             f"OPTIONS (expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {self.staging_hours} HOUR),\n"
             f"         description = 'ember backfill staging {fingerprint}')\n"
             f"AS {select}"

@@ -2,7 +2,8 @@
 
 Sources::
 
-    bigquery://PROJECT/DATASET/TABLE     (or bq://; bigquery://DATASET/TABLE uses the client's project)
+    bigquery://PROJECT/DATASET/TABLE     (or bq://, or bigquery:PROJECT.DATASET.TABLE;
+                                         bigquery://DATASET/TABLE uses the client's project)
     path/to/file.parquet | path/to/dir   Parquet or CSV, detected by suffix (parquet:/csv: prefixes force one)
 
 Sinks::
@@ -37,6 +38,8 @@ def _bigquery_table(uri: str) -> str | None:
             if len(parts) in (2, 3):
                 return ".".join(parts)
             raise ValueError(f"{uri!r}: expected bigquery://PROJECT/DATASET/TABLE")
+    if uri.startswith("bigquery:"):  # bigquery:PROJECT.DATASET.TABLE
+        return uri[len("bigquery:"):]
     return None
 
 
