@@ -54,8 +54,8 @@ def test_cfc_learns_an_irregularly_sampled_sine_by_truncated_bptt(backend):
         result = train_bptt(model, *train, val=val, epochs=8, batch_size=32, bptt=20, lr=0.02,
                             seed=0, progress=False)
         after = sequence_loss(model.eval(), *val)
-    assert before > 0.3                                  # predicting 0 scores 0.5
-    assert after < 0.04, result.val_loss                 # measured 0.022 (torch and mlx)
+    assert before > 0.3                                  # measured 0.69; predicting 0: 0.5
+    assert after < 0.04, result.val_loss                 # measured 0.0229 (torch and mlx)
     assert after == pytest.approx(min(result.val_loss), rel=1e-5)   # best weights restored
     assert len(result.train_loss) == len(result.val_loss) == result.epochs_run == 8
     assert result.best_epoch == int(np.argmin(result.val_loss))
