@@ -11,7 +11,7 @@ import numpy as np
 from .. import ops
 from ..model_file import register
 from ..nn import Module, ModuleList, Parameter
-from ..wiring import Wiring, as_wiring
+from ..wiring import as_wiring
 from . import activations, cfc_plan, init
 from .cell import LiquidCell
 from .plan_cache import tracked

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from .. import ops
 from ..model_file import register
-from ..nn import Parameter
+from ..nn import Module, Parameter
 from . import init
 from .cell import LiquidCell
 from .plan_cache import tracked
-from ..nn import Module
 
 
 @tracked("input_w", "input_b", "recurrent_w")
