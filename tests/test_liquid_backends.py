@@ -35,6 +35,8 @@ MODELS = {
     "ltc_full_mixed": lambda: LTC(5, 6, mixed_memory=True, implicit_param_constraints=False, seed=7),
     "multi_stride": lambda: LiquidSequence(MultiStrideLiquid.build(
         5, AutoNCP(10, 2, seed=8), [1.0, 1.7], stride_unit="seconds", seed=8)),
+    "multi_stride_steps": lambda: LiquidSequence(MultiStrideLiquid.build(
+        5, AutoNCP(10, 2, seed=9), [1, 3], kind="ltc", seed=9)),
 }
 
 

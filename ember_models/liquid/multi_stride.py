@@ -72,7 +72,7 @@ class MultiStrideLiquid(LiquidCell):
         self._offsets = np.cumsum([0] + [c.state_size for c in cells]).tolist()
         self._book = self._offsets[-1]
         self.state_size = self._book + 2 * k + k * f
-        self._stride_arr = None
+        self._every_step = [stride_unit == "steps" and st == 1 for st in strides]
 
     @classmethod
     def build(cls, input_size: int, units, strides, kind: str = "cfc", stride_unit="steps",
@@ -117,27 +117,31 @@ class MultiStrideLiquid(LiquidCell):
 
     def _run(self, plan, x, h, ts):
         plans, motor_w, motor_b, strides = plan
-        k, f, book = len(plans), self.input_size, self._book
+        k, f, book, offs = len(plans), self.input_size, self._book, self._offsets
+        mean_pool = self.pool == "mean"
         count = h[:, book:book + k] + 1.0
         elapsed = h[:, book + k:book + 2 * k] + ts
-        sums = h[:, book + 2 * k:] + ops.tile(x, (1, k)) if self.pool == "mean" else h[:, book + 2 * k:]
         due = (count if self.stride_unit == "steps" else elapsed) >= strides
-        states, outs = [], []
+        states, outs, sums = [], [], []
         for i, (cell, p) in enumerate(zip(self.branches, plans)):
-            s = h[:, self._offsets[i]:self._offsets[i + 1]]
-            d = due[:, i:i + 1]
-            if ops.item(ops.max(ops.astype(d, "int32"))):
-                xi = sums[:, i * f:(i + 1) * f] / count[:, i:i + 1] if self.pool == "mean" else x
-                _, new = cell._run(p, xi, s, elapsed[:, i:i + 1])
-                s = ops.where(d, new, s)
+            s = h[:, offs[i]:offs[i + 1]]
+            s0 = book + 2 * k + i * f
+            if self._every_step[i]:
+                # stride 1 in steps: due at every step for every sample; nothing to pool
+                _, s = cell._run(p, x, s, ts)
+                sums.append(h[:, s0:s0 + f])          # stays zero
+            else:
+                d = due[:, i:i + 1]
+                pooled = h[:, s0:s0 + f] + x if mean_pool else None
+                if ops.item(ops.max(ops.astype(d, "int32"))):
+                    xi = pooled / count[:, i:i + 1] if mean_pool else x
+                    _, new = cell._run(p, xi, s, elapsed[:, i:i + 1])
+                    s = ops.where(d, new, s)
+                sums.append(ops.where(d, 0.0 * pooled, pooled) if mean_pool else h[:, s0:s0 + f])
             states.append(s)
             outs.append(cell.output(s))
-        zero_k = ops.zeros_like(count)
+        zero_k = 0.0 * count
         count = ops.where(due, zero_k, count)
         elapsed = ops.where(due, zero_k, elapsed)
-        if self.pool == "mean":
-            due_f = ops.reshape(ops.broadcast_to(ops.reshape(due, (-1, k, 1)),
-                                                 (ops.shape(due)[0], k, f)), (-1, k * f))
-            sums = ops.where(due_f, ops.zeros_like(sums), sums)
         y = ops.matmul(ops.concatenate(outs, axis=1), motor_w) + motor_b
-        return y, ops.concatenate(states + [count, elapsed, sums], axis=1)
+        return y, ops.concatenate(states + [count, elapsed] + sums, axis=1)
