@@ -126,7 +126,7 @@ class BigQuerySource:
             elif types[f.time] == "DATETIME":
                 params.append(bigquery.ScalarQueryParameter(name, "DATETIME", value.replace(tzinfo=None)))
             else:
-                params.append(bigquery.ScalarQueryParameter(name, "FLOAT64", value.timestamp()))
+                params.append(bigquery.ScalarQueryParameter(name, "FLOAT64", f.numeric_time(value)))
         sql = f"SELECT {', '.join(cols)}\nFROM {quote(self.table_id)}"
         if where:
             sql += "\nWHERE " + " AND ".join(where)
@@ -190,7 +190,7 @@ class BigQuerySource:
             if kind in ("TIMESTAMP", "DATETIME"):
                 parts.append(f"{time} {op} {kind} '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'")
             else:
-                parts.append(f"{time} {op} {value.timestamp()!r}")
+                parts.append(f"{time} {op} {self.fields.numeric_time(value)!r}")
         return " AND ".join(parts)
 
     def _source_session(self, time_range: TimeRange, streams: int) -> Any:
@@ -228,7 +228,7 @@ class BigQuerySource:
         except (NotFound, FailedPrecondition) as exc:
             raise SessionExpiredError(f"read session {session.name} of {self.table_id} ended: {exc.message}") from exc
         table = _numeric_as_float(table.select(list(self.fields.columns)))
-        return sort_by_key_time(table, self.fields.key, self.fields.time)
+        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key, self.fields.time))
 
     def _read_session(self, session: Any) -> pa.Table:
         # Decode the Arrow IPC messages directly (the client's own to_arrow() helpers are
@@ -297,7 +297,7 @@ class BigQuerySource:
                 f"read session {session.name} for shard {shard} of {plan.staging} ended: {exc.message}"
             ) from exc
         result = result.select(list(self.fields.columns))
-        return sort_by_key_time(result, self.fields.key, self.fields.time)
+        return self.fields.time_in_seconds(sort_by_key_time(result, self.fields.key, self.fields.time))
 
     def cleanup(self, plan: ScanPlan) -> None:
         if plan.staging:

@@ -23,6 +23,8 @@ BQ_KEY_TYPES = {"STRING", "INT64", "BYTES"}
 BQ_TIME_TYPES = {"TIMESTAMP", "DATETIME", "INT64", "FLOAT64", "NUMERIC"}
 BQ_NUMERIC_TYPES = {"INT64", "FLOAT64", "NUMERIC", "BIGNUMERIC", "BOOL"}
 BQ_CATEGORICAL_TYPES = BQ_NUMERIC_TYPES | {"STRING"}
+# Seconds per unit of a numeric time column (``[data] time_unit``); the pipeline reads seconds.
+TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,11 @@ class EventFields:
     time: str
     values: tuple[str, ...]
     categorical: tuple[str, ...] = field(default=())
+    time_unit: str = "s"  # of a numeric time column; timestamp columns carry their own
 
     def __post_init__(self) -> None:
+        if self.time_unit not in TIME_SCALE:
+            raise ValueError(f"time_unit {self.time_unit!r}: use one of {', '.join(TIME_SCALE)}")
         names = self.columns
         if len(set(names)) != len(names):
             raise ValueError(f"event fields repeat a column: {names}")
@@ -58,14 +63,33 @@ class EventFields:
         categorical = tuple(getattr(cfg, "categorical_fields", ()) or ())
         values = tuple(cfg.value_fields)
         values += tuple(c for c in categorical if c not in values)
-        return cls(key=cfg.key_field, time=cfg.time_field, values=values, categorical=categorical)
+        return cls(key=cfg.key_field, time=cfg.time_field, values=values, categorical=categorical,
+                   time_unit=getattr(cfg, "time_unit", "s") or "s")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "time": self.time, "values": list(self.values), "categorical": list(self.categorical)}
+        return {"key": self.key, "time": self.time, "values": list(self.values),
+                "categorical": list(self.categorical), "time_unit": self.time_unit}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EventFields:
-        return cls(d["key"], d["time"], tuple(d["values"]), tuple(d.get("categorical", ())))
+        return cls(d["key"], d["time"], tuple(d["values"]), tuple(d.get("categorical", ())), d.get("time_unit", "s"))
+
+    # -- numeric times ---------------------------------------------------------------------
+
+    def numeric_time(self, when: Any) -> float:
+        """A datetime as a number in the time column's unit (for range filters)."""
+        return when.timestamp() / TIME_SCALE[self.time_unit]
+
+    def time_in_seconds(self, table: pa.Table) -> pa.Table:
+        """A numeric time column in another unit than seconds, as float64 epoch seconds: what
+        the streaming driver hands the pipeline, so both drivers give it the same numbers."""
+        col = table.column(self.time)
+        if self.time_unit == "s" or pa.types.is_timestamp(col.type):
+            return table
+        import pyarrow.compute as pc
+
+        seconds = pc.multiply(col.cast(pa.float64()), TIME_SCALE[self.time_unit])
+        return table.set_column(table.schema.get_field_index(self.time), self.time, seconds)
 
     # -- BigQuery --------------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class FileSource:
             if pa.types.is_timestamp(t):
                 bound = pa.scalar(value, type=pa.timestamp("us", tz="UTC")).cast(t)
             else:
-                bound = pa.scalar(value.timestamp(), type=pa.float64())
+                bound = pa.scalar(self.fields.numeric_time(value), type=pa.float64())
             field = ds.field(self.fields.time)
             cond = field >= bound if op == "ge" else field < bound
             expr = cond if expr is None else expr & cond
@@ -254,7 +254,7 @@ class FileSource:
                 schema = (pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes()))
                           if schema_file.exists() else self._projected_schema())
                 table = schema.empty_table()
-        return sort_by_key_time(table, self.fields.key, self.fields.time)
+        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key, self.fields.time))
 
     def _projected_schema(self) -> pa.Schema:
         schema = self.dataset().schema
