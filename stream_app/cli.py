@@ -5,7 +5,7 @@ Kept tiny: each part of ember defines its commands in its own module and registe
 
 import click
 
-from stream_app import cli_model
+from stream_app import cli_backfill, cli_model
 
 
 @click.group()
@@ -14,6 +14,7 @@ def main():
 
 
 cli_model.register(main)
+cli_backfill.register(main)
 
 if __name__ == "__main__":
     main()
