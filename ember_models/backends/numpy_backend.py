@@ -7,6 +7,15 @@ import numpy as np
 from ._common import Generator, dtype_name as _np_dtype_name
 
 
+def _matmul(a, b):
+    # np.dot is ~0.6 µs cheaper per call than np.matmul for small operands (a batch-1 liquid
+    # step is a handful of these) and means the same whenever b is 1-D or 2-D.
+    return _dot(a, b) if b.ndim <= 2 else _np_matmul(a, b)
+
+
+_dot, _np_matmul = np.dot, np.matmul
+
+
 class NumpyBackend:
     name = "numpy"
     has_autodiff = False
@@ -161,7 +170,7 @@ class NumpyBackend:
         return e / np.sum(e, axis=axis, keepdims=True)
 
     # ---- linear algebra / reductions ------------------------------------------------------
-    matmul = staticmethod(np.matmul)
+    matmul = staticmethod(_matmul)
 
     def sum(self, x, axis=None, keepdims=False):
         return np.sum(x, axis=axis, keepdims=keepdims)
