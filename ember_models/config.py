@@ -88,7 +88,7 @@ class _PerField(_FeatureSpecBase):
     fields: list[str] | None = None
 
 
-HalfLives = Annotated[list[PositiveFloat], Field(min_length=1)]
+HalfLives = Annotated[list[Annotated[float, Field(ge=0.001)]], Field(min_length=1)]
 
 
 class CountSpec(_FeatureSpecBase):

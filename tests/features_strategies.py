@@ -17,11 +17,14 @@ _gap = st.one_of(st.just(0.0), st.floats(0.001, 2.0), st.sampled_from([60.0, 300
                  st.floats(1.0, 5000.0), st.floats(1e4, 1e6))
 _value = st.one_of(st.floats(-1e4, 1e4, allow_nan=False, allow_infinity=False),
                    st.just(float("nan")), st.sampled_from([0.0, 1.0, 1e4 + 0.5]))
+# For the finiteness contract: values far beyond any sane range, and infinities.
+extreme_value = st.one_of(_value, st.sampled_from([1e15, -1e15, 3e38, -1e300, 1e300,
+                                                   float("inf"), float("-inf")]))
 _cat = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "dd", "é"]))
 
 
 @st.composite
-def event_tables(draw, max_keys: int = 4, max_events: int = 40) -> pa.Table:
+def event_tables(draw, max_keys: int = 4, max_events: int = 40, values=_value) -> pa.Table:
     """A table of events of 1..max_keys keys, each key's rows in time order, keys interleaved in
     global time order (as a stream would deliver them)."""
     n_keys = draw(st.integers(1, max_keys))
@@ -31,7 +34,7 @@ def event_tables(draw, max_keys: int = 4, max_events: int = 40) -> pa.Table:
         t = T0 + draw(st.floats(0, 1e5))
         for _ in range(n):
             t += draw(_gap)
-            rows.append((t, f"k{k}", draw(_value), draw(_value), draw(_cat)))
+            rows.append((t, f"k{k}", draw(values), draw(values), draw(_cat)))
     rows.sort(key=lambda r: r[0])   # stable: a key's equal timestamps keep their order
     return pa.table({
         "key": pa.array([r[1] for r in rows], pa.string()),

@@ -42,7 +42,7 @@ def test_valid_file_loads_with_defaults(tmp_path):
     (HEAD + '[[features]]\nkind = "ewmaa"\n', "features[0].kind", "unknown feature kind 'ewmaa'"),
     (HEAD + '[[features]]\nhalf_lives_s = [1]\n', "features[0].kind", "missing `kind`"),
     (HEAD + '[[features]]\nkind = "ewma"\nhalf_lives_s = [60, -5]\n',
-     "features[0].half_lives_s[1]", "greater than 0"),
+     "features[0].half_lives_s[1]", "greater than or equal to 0.001"),
     (HEAD + '[[features]]\nkind = "ewma"\nhalf_lives_s = "60"\n', "features[0].half_lives_s",
      "valid list"),
     (HEAD + '[[features]]\nkind = "ewma"\nhalflife = 60\n', "features[0].halflife", "Extra inputs"),

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ember_models.config import default_features, parse_config
 from ember_models.features import FEATURE_CLASSES, FeatureEngine
-from features_strategies import DATA, event_tables, sort_by_key
+from features_strategies import DATA, event_tables, extreme_value, sort_by_key
 
 KINDS = sorted(FEATURE_CLASSES)
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,7 +84,7 @@ def test_state_bytes_resume_at_any_split(kind, table, data):
 
 @pytest.mark.parametrize("kind", KINDS)
 @SETTINGS
-@given(table=event_tables())
+@given(table=event_tables(values=extreme_value))
 def test_outputs_finite_deterministic_and_named(kind, table):
     a = engine_for(kind).transform(table)
     b = engine_for(kind).transform(table)

@@ -59,6 +59,7 @@ def test_key_and_category_encodings_agree(engine):
     (dict(time=pa.array([T0] * 7 + [None] + [T0] * 4, pa.float64())), "time field 'time' is null at row 7"),
     (dict(time=[T0] * 3 + [float("inf")] + [T0] * 8), "time field 'time' is not finite at row 3"),
     (dict(cat=np.ones(12)), "categorical field 'cat' is double"),
+    (dict(time=(T0 + np.arange(12.0)) * 1000), "row 0 is not finite epoch seconds.*time_unit"),
 ])
 def test_bad_data_names_field_and_row(engine, change, message):
     t = table()

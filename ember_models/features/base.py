@@ -42,16 +42,18 @@ class RoundInputs:
     def __len__(self) -> int:
         return self.times.shape[0]
 
-    def observed(self, columns: tuple[int, ...] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the value fields `columns` (None = all): (x, obs, x0), each (len(columns), n), where
-        obs marks finite values (bool) and x0 is x with missing entries set to 0. Cached: several
-        features share the work."""
+    def observed(self, columns: tuple[int, ...] | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For the value fields `columns` (None = all): (x, obs, x0, obsf), each
+        (len(columns), n): obs marks finite values (bool), x0 is x with missing entries set to
+        0, obsf is obs as 0.0/1.0 (arithmetic with a float mask is ~2x faster than with a bool
+        one, which NumPy casts in buffered chunks). Cached: several features share the work."""
         hit = self._cache.get(columns)
         if hit is None:
             x = self.values if columns is None else self.values[list(columns)]
             obs = np.isfinite(x)
             x0 = np.where(obs, x, 0.0)
-            hit = self._cache[columns] = (x, obs, x0)
+            hit = self._cache[columns] = (x, obs, x0, obs.astype(np.float64))
         return hit
 
 

@@ -16,7 +16,7 @@ class Delta(Feature):
         return {"last": ((len(self.fields),), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, obs, x0, _ = self.observed(inp)
         last = state["last"]
         d = x0 - last
         d[~(obs & np.isfinite(last))] = 0.0

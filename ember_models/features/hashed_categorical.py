@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Feature, RoundInputs, State
+from .base import Feature, RoundInputs, State, flat_view
 
 
 class HashedCategorical(Feature):
@@ -34,15 +34,19 @@ class HashedCategorical(Feature):
         h = inp.categories[list(self.columns)]                          # (C, n)
         c, n, b = h.shape[0], len(inp), self.buckets
         present = h >= 0
+        presentf = present.astype(np.float64)
         bucket = np.where(present, h % b, 0)
-        fi, ki = np.arange(c)[:, None], np.arange(n)
         out = np.zeros((c, b + self.novelty, n), dtype=np.float32)
-        out[fi, bucket, ki] = present
+        fi = np.arange(c)[:, None]
+        ki = np.arange(n)
+        np.put(out, (fi * (b + self.novelty) + bucket) * n + ki, present)
         if self.novelty:
-            counts, total = state["counts"], state["total"]
-            seen = counts[fi, bucket, ki]
-            share = np.where(total > 0, seen / np.maximum(total, 1.0), 0.0)
-            out[:, b] = (1.0 - share) * present
-            counts[fi, bucket, ki] = seen + present
-            total += present
+            counts, total = state["counts"], state["total"]                 # (C, B, n), (C, n)
+            flat, (sc, sb, sk) = flat_view(counts)
+            at = fi * sc + bucket * sb + ki * sk
+            seen = np.take(flat, at)
+            share = seen / np.maximum(total, 1.0)                          # 0 while total is 0
+            out[:, b] = (1.0 - share) * presentf
+            np.put(flat, at, seen + presentf)
+            total += presentf
         return out.reshape(-1, n)

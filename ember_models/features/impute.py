@@ -30,11 +30,11 @@ class Impute(Feature):
         return {"n": (v, "<f8", 0.0), "fill": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, obs, x0, obsf = self.observed(inp)
         fill = state["fill"]
         value = np.where(obs, x0, fill)
         if self.strategy == "last":
             np.copyto(fill, x0, where=obs)
         else:
-            welford_update(state["n"], fill, state["m2"], x0, obs)
-        return np.stack([value, ~obs], axis=1).reshape(-1, len(inp))
+            welford_update(state["n"], fill, state["m2"], x0, obsf)
+        return np.stack([value, 1.0 - obsf], axis=1).reshape(-1, len(inp))

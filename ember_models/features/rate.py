@@ -21,7 +21,7 @@ class Rate(Feature):
         return {"last": (v, "<f8", np.nan), "t_last": (v, "<f8", np.nan), "rate": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, obs, x0, obsf = self.observed(inp)
         last, t_last, rate = state["last"], state["t_last"], state["rate"]
         t = inp.times
         dt = t - t_last                       # NaN where never observed
@@ -29,4 +29,4 @@ class Rate(Feature):
         np.divide(x0 - last, dt, out=rate, where=moving)
         np.copyto(last, x0, where=obs)
         np.copyto(t_last, np.fmax(t_last, t), where=obs)
-        return rate * obs
+        return rate * obsf

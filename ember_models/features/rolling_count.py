@@ -36,26 +36,26 @@ class RollingCountWindow(Feature):
                 "sumsq": ((v, s), "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)                                  # (V, n)
+        _, obs, x0, obsf = self.observed(inp)                           # (V, n)
         buf, count, ref = state["buf"], state["count"], state["ref"]     # (V, cap, n), (V, n)
         s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
         mask = self.capacity - 1
         v, n = obs.shape
         np.copyto(ref, x0, where=obs & (count == 0))
-        y = (x0 - ref) * obs                                             # 0 where missing
+        y = (x0 - ref) * obsf                                            # 0 where missing
         flat, (sv, sp, sk) = flat_view(buf)
         cell = np.arange(v)[:, None] * sv + np.arange(n) * sk            # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
         # The value leaving each window. Slots are 0 until written and a window of n can only
         # reach back past the first value while fewer than n values were seen, so no mask.
         leaving = np.take(flat, ((pos[:, None, :] - self._sizes) & mask) * sp + cell[:, None, :])
-        obs3 = obs[:, None, :]
+        obs3 = obsf[:, None, :]
         y3 = y[:, None, :]
         s += (y3 - leaving) * obs3
         ss += (y3 * y3 - leaving * leaving) * obs3
         at = pos * sp + cell
-        np.put(flat, at, np.where(obs, y, np.take(flat, at)))
-        count += obs
+        np.put(flat, at[obs], y[obs])
+        count += obs            # int += bool: exact
         wrapped = obs & ((count & mask) == 0)
         if wrapped.any():
             self._recompute(buf, ref, s, ss, *np.nonzero(wrapped))

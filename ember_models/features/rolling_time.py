@@ -42,19 +42,19 @@ class RollingTimeWindow(Feature):
                 "seen": ((v,), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)                                   # (V, n)
+        _, obs, x0, obsf = self.observed(inp)                            # (V, n)
         closed, open_, open_id, ref, seen, t_last = (
             state[k] for k in ("closed_total", "open", "open_id", "ref", "seen", "t_last"))
         n = len(inp)
         np.copyto(ref, x0, where=obs & (seen == 0))
-        seen += obs
+        seen += obsf
         np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
-        y = (x0 - ref) * obs
+        y = (x0 - ref) * obsf
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
         moved = bid != open_id
         if moved.any():
             self._close(state, bid, *np.nonzero(moved))
-        open_[:, 0] += obs
+        open_[:, 0] += obsf
         open_[:, 1] += y
         open_[:, 2] += y * y
         tot = closed + open_                                               # (W, 3, V, n)
@@ -78,20 +78,23 @@ class RollingTimeWindow(Feature):
         open_flat, (ow, oc, ov, ok) = flat_view(state["open"])            # (W, 3, V, n)
         tot_flat, _ = flat_view(state["closed_total"])                    # same layout as open
         open_id = state["open_id"]
-        cells = (np.arange(3)[:, None] * oc + np.arange(len(self.fields)) * ov).ravel()
-        ring_cells = (np.arange(3)[:, None] * rc + np.arange(len(self.fields)) * rv).ravel()
+        v = len(self.fields)
+        open_cells = (np.arange(3)[:, None] * oc + np.arange(v) * ov).ravel()          # (3V,)
+        ring_cells = ((np.arange(nb) * rb)[:, None]
+                      + (np.arange(3)[:, None] * rc + np.arange(v) * rv).ravel())      # (B, 3V)
         was = open_id[w, k]
         new = bid[w, k]
-        had = was != _NEVER
-        at_open = (w * ow + k * ok)[:, None] + cells                       # (m, 3V)
-        slot = was % nb
-        at_ring = (w * rw + slot * rb + k * rk)[:, None] + ring_cells
-        np.put(ring_flat, at_ring[had], np.take(open_flat, at_open[had]))
-        np.put(id_flat, (w * iw + slot * ib + k * ik)[had], was[had])
-        np.put(open_flat, at_open, 0.0)
         open_id[w, k] = new
-        ids = np.take(id_flat, (w * iw + k * ik)[:, None] + np.arange(nb) * ib)   # (m, B)
-        live = ids > (new - nb)[:, None]
-        buckets = np.take(ring_flat, (w * rw + k * rk)[:, None, None]
-                          + (np.arange(nb) * rb)[:, None] + ring_cells)           # (m, B, 3V)
-        np.put(tot_flat, at_open, (buckets * live[:, :, None]).sum(axis=1))
+        at_open = (w * ow + k * ok)[:, None] + open_cells                 # (m, 3V)
+        ring_key = w * rw + k * rk                                        # (m,)
+        id_key = w * iw + k * ik
+        bucket = np.take(open_flat, at_open)
+        had = was != _NEVER
+        slot = was % nb
+        # File the open bucket (keys that had one) into its ring slot.
+        np.put(ring_flat, (ring_key + slot * rb)[had, None] + ring_cells[0], bucket[had])
+        np.put(id_flat, (id_key + slot * ib)[had], was[had])
+        np.put(open_flat, at_open, 0.0)
+        live = np.take(id_flat, id_key[:, None] + np.arange(nb) * ib) > (new - nb)[:, None]
+        ring = np.take(ring_flat, ring_key[:, None, None] + ring_cells)   # (m, B, 3V)
+        np.put(tot_flat, at_open, np.einsum("mb,mbc->mc", live.astype(np.float64), ring))

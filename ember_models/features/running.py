@@ -5,16 +5,18 @@ import numpy as np
 
 
 def welford_update(n: np.ndarray, mean: np.ndarray, m2: np.ndarray, x0: np.ndarray,
-                   obs: np.ndarray) -> None:
+                   obsf: np.ndarray) -> None:
     """Welford's update, in place, of count `n`, `mean` and sum of squared deviations `m2` with
-    the values `x0` where `obs` is True (entries where it is False are left unchanged)."""
-    n_new = n + obs
+    the values `x0` where the float mask `obsf` is 1 (entries where it is 0 are unchanged)."""
+    n += obsf
     delta = x0 - mean
-    # obs / max(n_new, 1) is 0 where nothing was observed, 1/n_new where something was.
-    step = obs / np.maximum(n_new, 1.0)
-    mean += delta * step
-    m2 += delta * (x0 - mean) * obs
-    n[...] = n_new
+    # obsf / max(n, 1) is 0 where nothing was observed, 1/n where something was.
+    step = obsf / np.maximum(n, 1.0)
+    step *= delta
+    mean += step
+    delta *= x0 - mean
+    delta *= obsf
+    m2 += delta
 
 
 def welford_std(n: np.ndarray, m2: np.ndarray) -> np.ndarray:

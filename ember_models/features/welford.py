@@ -18,7 +18,7 @@ class WelfordStats(Feature):
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, _, x0, obsf = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
-        welford_update(n, mean, m2, x0, obs)
+        welford_update(n, mean, m2, x0, obsf)
         return np.stack([mean, welford_std(n, m2)], axis=1).reshape(-1, len(inp))

@@ -27,11 +27,13 @@ class ZScore(Feature):
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        _, obs, x0 = self.observed(inp)
+        _, _, x0, obsf = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
         # A floor relative to the mean's size, so float noise on a constant does not explode.
         scale = np.maximum(welford_std(n, m2), 1e-9 * (1.0 + np.abs(mean)))
-        z = np.clip((x0 - mean) / scale, -self.clip, self.clip)
-        z *= obs & (n >= 2.0)
-        welford_update(n, mean, m2, x0, obs)
+        z = x0 - mean
+        z /= scale
+        np.clip(z, -self.clip, self.clip, out=z)
+        z *= obsf * (n >= 2.0)
+        welford_update(n, mean, m2, x0, obsf)
         return z
