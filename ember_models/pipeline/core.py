@@ -1,70 +1,161 @@
-"""The detector core: per key and per event, raw anomaly evidence → calibrated score → alert.
+"""The detector core: one event for each of n keys → calibrated score, alert, reasons.
 
-Runs "batch = keys, loop over time" (see events.KeyGrid): every array here has a leading key
-axis and one call of ``step`` advances the first n keys by one event each. Streaming
-(``Pipeline.step``) and backfill (``Pipeline.score``) both run this loop, so they agree by
-construction.
+Per event of a key (all arrays have a leading key axis; ``step`` advances the first n keys):
 
-INTERIM raw evidence: until the feature engine, RBM and liquid network land, the raw score is
-the largest |z| of the event's values against the key's exponentially weighted mean/variance.
+1. its feature vector f (FeatureEngine, computed beforehand for the whole batch) is
+   standardised with the key's running mean/variance → u (scale-free, clipped);
+2. the liquid network's motor layer predicted u from the key's reservoir state before this
+   event; the prediction error e = u - û is the first learnt raw score (mean e²);
+3. the RBM's free energy of u is the second;
+4. the values themselves (both directions) are raw scores too: a value beyond what the key
+   has ever shown is the plainest anomaly there is;
+5. each raw score becomes tail evidence (-log10 of its probability against the key's own
+   history, tail.TailEvidence); the strongest evidence is the event's, mapped to [0, 1):
+   score = x / (x + half_evidence);
+6. the reservoir (a multi-stride liquid network of random, fixed CfC weights) takes u and the
+   elapsed time (in units of the key's typical interval) and moves on.
+
+Streaming (``Pipeline.step``) and backfill (``Pipeline.score``) run this same loop.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import ops
-from .calibration import AnomalyLikelihood
+from ..features.engine import FeatureEngine
+from ..liquid import MultiStrideLiquid
+from ..liquid.cfc import CfCCell, WiredCfCCell
+from ..rbm import RBM
+from ..wiring import AutoNCP
+from .key_state import RowLayout
 from .settings import PipelineSettings
+from .tail import TailEvidence
+
+MODEL_STREAMS = ("prediction_error", "rbm_free_energy", "label_head")
 
 
 class DetectorCore:
-    def __init__(self, n_values: int, feature_names: list[str], settings: PipelineSettings):
-        self.n_values = n_values
-        self.feature_names = list(feature_names)
-        self.settings = settings
-        self.calibration = AnomalyLikelihood(
-            1, short=settings.short_window, long=settings.long_window,
-            warmup=settings.warmup_events, half=settings.half_log10_p)
-        self.alpha = 0.01
+    def __init__(self, config, settings: PipelineSettings):
+        self.config, self.settings = config, settings
+        s = settings
+        self.engine = FeatureEngine(config.data, config.features)
+        self.d = d = self.engine.n_features
+        self.value_fields = list(config.value_fields)
+        self.liquid = build_reservoir(d, s).eval()
+        self.n_out = sum(c.output_size for c in self.liquid.branches)
+        self.rbm = RBM(d, s.rbm_hidden, visible="gaussian", seed=s.seed, lr=0.01,
+                       batch_size=64)
+        self.label_w = None              # [n_out + 1] once labels were given to fit()
+        self.stream_names = ([f"{v}.high" for v in self.value_fields]
+                             + [f"{v}.low" for v in self.value_fields] + list(MODEL_STREAMS))
+        self.n_values = len(self.value_fields)
+        self.tail = TailEvidence(len(self.stream_names), s.tail_size, s.tail_memory)
+        spec = {"n_seen": ((), 0.0), "last_t": ((), 0.0), "dt_mean": ((), 0.0),
+                "quiet": ((), 0.0), "std_mean": ((d,), 0.0), "std_var": ((d,), 0.0),
+                "err_var": ((d,), 1.0), "liquid": ((self.liquid.state_size,), 0.0)}
+        spec.update(self.tail.layout())
+        self.layout = RowLayout(spec)
+        self.weights = np.ones(len(self.stream_names))
+        self.weights[2 * self.n_values:] = s.model_weight
+        self._a_std = 1.0 - 0.5 ** (1.0 / s.standardize_halflife)
 
-    # ---- per-key state ------------------------------------------------------------------
-    def layout(self) -> dict[str, tuple[tuple, str]]:
-        v = self.n_values
-        out = {"n_seen": ((), "float64"), "quiet": ((), "float64"),
-               "z_mean": ((v,), "float64"), "z_var": ((v,), "float64")}
-        out.update(self.calibration.layout())
-        return out
+    @property
+    def feature_names(self) -> list[str]:
+        return self.engine.names
 
-    def init_state(self, n_keys: int) -> dict[str, np.ndarray]:
-        return {name: np.zeros((n_keys,) + tuple(shape), dtype)
-                for name, (shape, dtype) in self.layout().items()}
+    # ---- the reservoir's readout features -------------------------------------------------
+    def branch_outputs(self, h):
+        """The branches' outputs side by side: what the motor layer reads."""
+        outs = [c.output(s) for c, s in zip(self.liquid.branches, self.liquid.branch_states(h))]
+        return ops.concatenate(outs, axis=1)
 
-    # ---- one event for each of the first n keys ------------------------------------------
-    def step(self, st: dict, t, x):
-        """st: state views of the n keys (backend arrays, updated in place as a dict);
-        t [n] epoch seconds, x [n, V] values (NaN = missing).
-        Returns score [n], alert [n] bool, deviations [n, F] (signed, in std units)."""
+    def motor(self, outs):
+        return ops.matmul(outs, self.liquid.motor_w) + self.liquid.motor_b
+
+    # ---- one event for each of n keys ------------------------------------------------------
+    def step(self, st: dict, t, x, f, learn: bool = False):
+        """st: the n keys' state (name → backend array, replaced in the dict); t [n] epoch
+        seconds; x [n, V] values (NaN = missing); f [n, d] features (float32).
+        Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
+        level, in its standard deviations), evidence [n, S], learn_rows) where
+        learn_rows = (readout inputs [n, n_out], targets u [n, d], valid [n]) when ``learn``."""
+        s = self.settings
         n_seen = st["n_seen"]
-        first = ops.expand_dims(n_seen < 0.5, 1)
-        obs = ops.isfinite(x)
-        x0 = ops.where(obs, x, ops.zeros_like(x))
-        mean, var = st["z_mean"], st["z_var"]
-        mean = ops.where(first, x0, mean)
-        dev = (x0 - mean) / ops.sqrt(var + 1e-12)
-        dev = ops.where(obs & (ops.expand_dims(n_seen, 1) > 1.5), ops.clip(dev, -1e3, 1e3),
-                        ops.zeros_like(dev))
-        raw = ops.max(ops.abs(dev), axis=1, keepdims=True)
-        score = self.calibration.step(st, n_seen, raw)[:, 0]
-        # plain averages while the key is young, then exponential forgetting
-        a = ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self.alpha), 1)
-        d = x0 - mean
-        st["z_mean"] = ops.where(obs, mean + a * d, mean)
-        st["z_var"] = ops.where(obs & ~first, (1 - a) * (var + a * d * d), var)
-        alert = (score >= self.settings.alert_threshold) & (st["quiet"] < 0.5)
-        st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(
-            self.settings.refractory_events), "float64"), ops.maximum(st["quiet"] - 1.0, 0.0))
+        seen_any = n_seen > 0.5
+        # 1. per-key standardisation (plain averages while young, then exponential forgetting)
+        f64 = ops.astype(f, "float64")
+        mean, var = st["std_mean"], st["std_var"]
+        mean = ops.where(ops.expand_dims(seen_any, 1), mean, f64)
+        sd = ops.sqrt(var) + 1e-6 * (1.0 + ops.abs(mean))
+        u = ops.clip((f64 - mean) / sd, -s.clip, s.clip)
+        # for alert reasons: unclipped, and a change of 10 % of the usual level counts as 1
+        dev = (f64 - mean) / ops.maximum(sd, 0.1 * ops.abs(mean))
+        a = ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1)
+        dlt = f64 - mean
+        st["std_mean"] = mean + a * dlt
+        st["std_var"] = (1.0 - a) * (var + a * dlt * dlt)
+        u32 = ops.astype(u, "float32")
+        # 2. prediction error of the motor layer (it predicted u from the state before)
+        h = st["liquid"]
+        outs = self.branch_outputs(ops.astype(h, "float32"))
+        err = u - ops.astype(self.motor(outs), "float64")
+        err_var = st["err_var"]
+        st["err_var"] = ops.where(ops.expand_dims(seen_any, 1),
+                                  (1.0 - a) * err_var + a * err * err, err_var)
+        pred_raw = ops.mean(err * err, axis=1)
+        # 3. RBM free energy; 4. the values, both directions
+        fe = ops.astype(self.rbm.free_energy(u32), "float64")
+        label = (ops.astype(ops.matmul(outs, self.label_w[:-1]) + self.label_w[-1], "float64")
+                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), "float64"))
+        young = ops.expand_dims(n_seen < 1.5, 1)
+        model_raw = ops.stack([pred_raw, fe, label], axis=1)
+        model_raw = ops.where(young, ops.full(ops.shape(model_raw), float("nan"), "float64"),
+                              model_raw)
+        raw = ops.concatenate([x, -x, model_raw], axis=1)
+        # 5. tail evidence → score
+        evidence = self.tail.step(st, raw) * self.weights
+        best = ops.max(evidence, axis=1)
+        score = best / (best + s.half_evidence)
+        score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
+        alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
+        st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
+                                                "float64"),
+                                ops.maximum(st["quiet"] - 1.0, 0.0))
+        # 6. the reservoir moves on, driven by elapsed time in the key's typical intervals
+        dt = ops.where(seen_any, ops.maximum(t - st["last_t"], 0.0), ops.zeros_like(t))
+        dt_mean = st["dt_mean"]
+        dt_mean = ops.where(n_seen > 1.5, dt_mean + ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01) *
+                            (dt - dt_mean), ops.where(seen_any, dt, dt_mean))
+        ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
+        ts = ops.clip(ts, 0.0, 100.0)
+        _, h_new = self.liquid.step(u32, ops.astype(h, "float32"),
+                                    ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
+        st["liquid"] = ops.astype(h_new, "float64")
+        st["dt_mean"], st["last_t"] = dt_mean, t
         st["n_seen"] = n_seen + 1.0
-        return score, alert, dev
+        rows = (outs, u32, seen_any) if learn else None
+        return score, alert, dev, evidence, rows
 
+    # ---- learning -------------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"n_values": self.n_values, "feature_names": self.feature_names}
+        return {"features": self.engine.names, "streams": self.stream_names,
+                "liquid": self.liquid.get_config(), "rbm": self.rbm.get_config()}
+
+
+def build_reservoir(d: int, s: PipelineSettings) -> MultiStrideLiquid:
+    """Branches of random, fixed CfC weights (NCP-wired or fully connected), one per stride;
+    their motor layer is the readout the pipeline fits."""
+    cells = []
+    for i, _ in enumerate(s.strides):
+        seed = s.seed + 1000 * i
+        if s.wiring == "autoncp":
+            motor = min(s.motor_neurons, s.units - 3)
+            cells.append(WiredCfCCell(d, AutoNCP(s.units, motor, seed=seed + 7), seed=seed))
+        else:
+            cells.append(CfCCell(d, s.units, backbone_layers=0, seed=seed))
+    net = MultiStrideLiquid(cells, [int(x) for x in s.strides], stride_unit="steps",
+                            motor_size=d, seed=s.seed)
+    # untrained motor layer predicts "as usual" (u = 0) until the readout is fitted
+    net.motor_w = ops.zeros(ops.shape(net.motor_w))
+    net.motor_b = ops.zeros(ops.shape(net.motor_b))
+    return net

@@ -3,11 +3,15 @@
     pipe = Pipeline(config).fit(history)        # or Pipeline.load("model/")
     res = pipe.step(events, states)             # streaming: scores, alerts, new per-key states
     table = pipe.score(history)                 # backfill: same numbers, one vectorised pass
+    pipe.partial_fit(events, states)            # online adaptation of the global models
     pipe.save("model/")
 
-Both ``step`` and ``score`` run the same loop (``_run``): events are grouped into a
-[keys, steps] grid and the detector core advances all keys one event at a time, so scoring a
-sequence event by event, in micro-batches or as one table gives the same scores.
+``step`` and ``score`` run the same loop (``_run``): features for the whole batch at once
+(FeatureEngine), then the detector core advances all keys one event at a time (batch = keys,
+loop over time), so scoring a sequence event by event, in micro-batches or as one table gives
+the same scores. Global models (motor readout, RBM, label head) change only in ``fit`` and
+``partial_fit``; everything a key learns on its own (standardisation, tails, reservoir state)
+lives in its state.
 """
 from __future__ import annotations
 
@@ -20,12 +24,12 @@ from typing import Mapping
 import numpy as np
 import pyarrow as pa
 
-from .. import ops
+from .. import model_file, ops
 from ..config import EmberConfig, parse_config
-from .. import model_file
-from . import events as ev
 from .core import DetectorCore
-from .key_state import KeyStateError, pack, unpack
+from .events import KeyGrid, key_grid
+from .key_state import ForeignState, pack, unpack
+from .learning import Learner
 from .settings import PipelineSettings
 
 PIPELINE_CLASS = "Pipeline"
@@ -36,19 +40,19 @@ class StepResult:
     scores: pa.Table                    # key, time, score, threshold, alert; input row order
     alerts: list[dict]                  # alert records (docs/alerts.md)
     states: dict[str, bytes]            # new state of every key present in the events
-    restarted: list[str] = field(default_factory=list)  # keys whose stored state was unusable
+    restarted: list[str] = field(default_factory=list)  # keys whose stored state was foreign
 
 
 @dataclass
 class _Run:
-    grid: ev.KeyGrid
+    grid: KeyGrid
     times: np.ndarray
     values: np.ndarray
     score: np.ndarray
-    threshold: np.ndarray
     alert: np.ndarray
-    deviations: dict[int, np.ndarray]   # input row → per-feature deviation, alert rows only
-    state: dict[str, np.ndarray]        # final state, rows = grid keys
+    details: dict[int, tuple]           # input row → (deviations, evidence, features), alerts only
+    feature_state: dict | None          # engine state after the batch, rows = grid keys
+    state: np.ndarray | None            # detector rows after the batch, rows = grid keys
     restarted: list[str]
 
 
@@ -59,9 +63,8 @@ class Pipeline:
                             f"(load_config / parse_config), got {type(config).__name__}")
         self.config = config
         self.settings = settings or config.validate_section("model", PipelineSettings)
-        self.core = DetectorCore(len(config.value_fields), list(config.value_fields),
-                                 self.settings)
-        self._layout = self.core.layout()
+        self.core = DetectorCore(config, self.settings)
+        self.learner = Learner(self.core, self.settings)
         self.model_version = self._compute_version()
 
     # ---- identity -------------------------------------------------------------------------
@@ -70,162 +73,184 @@ class Pipeline:
                 "settings": self.settings.model_dump(mode="json"),
                 "core": self.core.get_config()}
 
-    def _model_arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
     def _compute_version(self) -> str:
         h = hashlib.sha256(json.dumps(self._description(), sort_keys=True).encode())
-        for name, arr in sorted(self._model_arrays().items()):
+        for name, arr in sorted(self.learner.arrays().items()):
             h.update(name.encode())
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:16]
 
     @property
     def state_tag(self) -> str:
-        """What a stored key state must have been made by: the architecture (config, settings,
-        state layout), not the weights, so states survive refits and online updates."""
+        """The architecture a stored key state must come from (not the weights: states
+        survive refits and online updates)."""
         d = self._description()
-        d["layout"] = {k: [list(s), t] for k, (s, t) in self._layout.items()}
+        d["layout"] = {k: [list(s), v] for k, (s, v) in self.core.layout.spec.items()}
+        d["features"] = self.core.engine.codec.fingerprint.hex()
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     # ---- learning ---------------------------------------------------------------------------
     def fit(self, history: pa.Table, labels=None) -> "Pipeline":
-        """Learn from a history table (any keys, each key in time order). INTERIM: the z-score
-        core has no global parameters; per-key statistics are learnt online in the key state."""
-        self._check_table(history)
+        """Fit the global models on a history (any keys, each key in time order): the motor
+        readout (predict each event's standardised features from the reservoir), the RBM
+        (free energy of the standardised features), and with ``labels`` (a column name of
+        ``history`` or an array, 1 = anomaly) a label head on the reservoir."""
+        lab = self._labels(history, labels)
+        run = self._run(history, {}, learn=True)
+        self.learner.fit(run.learned, lab, self.settings.rbm_epochs)
         self.model_version = self._compute_version()
         return self
 
-    def partial_fit(self, events: pa.Table, labels=None) -> "Pipeline":
-        """Online adaptation on a new batch of events (see fit)."""
-        self._check_table(events)
+    def partial_fit(self, events: pa.Table, states: Mapping[str, bytes | None] | None = None,
+                    labels=None) -> "Pipeline":
+        """Online adaptation: add a batch of events (with the keys' states before it) to the
+        global models' statistics. Same as ``step(events, states, learn=True)`` without the
+        results."""
+        lab = self._labels(events, labels)
+        run = self._run(events, states or {}, learn=True)
+        self.learner.partial_fit(run.learned, lab)
         self.model_version = self._compute_version()
         return self
 
-    def _check_table(self, table) -> None:
-        if not isinstance(table, pa.Table):
-            raise TypeError(f"expected a pyarrow.Table, got {type(table).__name__}")
-        ev.column(table, self.config.key_field, "key")
-        ev.column(table, self.config.time_field, "time")
-        ev.value_matrix(table.slice(0, 0), self.config.value_fields)
+    def _labels(self, table: pa.Table, labels):
+        if labels is None:
+            return None
+        if isinstance(labels, str):
+            if labels not in table.column_names:
+                raise ValueError(f"labels: the table has no column {labels!r}")
+            labels = table.column(labels).to_numpy(zero_copy_only=False)
+        lab = np.asarray(labels, np.float64).reshape(-1)
+        if lab.shape[0] != table.num_rows:
+            raise ValueError(f"labels: {lab.shape[0]} labels for {table.num_rows} events")
+        return lab
 
     # ---- scoring ----------------------------------------------------------------------------
-    def step(self, events: pa.Table, states: Mapping[str, bytes | None]) -> StepResult:
-        """Score a micro-batch of events given the stored state of each of its keys."""
-        if states is None:
-            states = {}
-        run = self._run(events, states)
-        return StepResult(self._scores_table(events, run), self._alerts(run),
-                          self._pack_states(run), run.restarted)
+    def step(self, events: pa.Table, states: Mapping[str, bytes | None],
+             learn: bool = False) -> StepResult:
+        """Score a micro-batch of events given the stored state of each of its keys. With
+        ``learn=True`` the global models then adapt to the batch (scores are computed before)."""
+        run = self._run(events, states if states is not None else {}, learn=learn)
+        result = StepResult(self._scores_table(events, run), self._alerts(run),
+                            self._pack_states(run), run.restarted)
+        if learn:
+            self.learner.partial_fit(run.learned, None)
+            self.model_version = self._compute_version()
+        return result
 
     def score(self, table: pa.Table, states: Mapping[str, bytes | None] | None = None
               ) -> pa.Table:
-        """Batch scoring (backfill): the same scores as ``step``, without building alerts or
-        packing states."""
-        return self._scores_table(table, self._run(table, states or {}, keep_devs=False))
+        """Batch scoring (backfill): the same scores as ``step``, without alerts or states."""
+        return self._scores_table(table, self._run(table, states or {}, details=False))
 
-    def _run(self, table: pa.Table, states: Mapping, keep_devs: bool = True) -> _Run:
+    def _run(self, table: pa.Table, states: Mapping, learn: bool = False,
+             details: bool = True) -> _Run:
         if not isinstance(table, pa.Table):
             raise TypeError(f"events: expected a pyarrow.Table, got {type(table).__name__}")
-        cfg = self.config
-        keys = ev.key_strings(table, cfg.key_field)
-        times = ev.epoch_seconds(table, cfg.time_field)
-        values = ev.value_matrix(table, cfg.value_fields)
-        grid = ev.key_grid(keys, times)
-        state, restarted = self._gather_states(grid.keys, states)
+        core = self.core
+        cols = core.engine.read(table)
+        keys = np.array([str(k) for k in cols.keys], dtype=object)[cols.key_index] \
+            if len(cols.keys) else np.zeros(0, object)
+        grid = key_grid(keys, cols.times)
+        code = np.empty(table.num_rows, np.int64)
+        for k in range(len(grid.keys)):
+            r = grid.rows[k]
+            code[r[r >= 0]] = k
+        fblobs, rows, restarted = self._gather_states(grid.keys, states)
+        fstate = core.engine.states_from_bytes(fblobs) if grid.keys else None
+        feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
+                                                 cols.categories, keys=grid.keys)
+                         if grid.keys else (np.zeros((0, core.d), np.float32), None))
         n = table.num_rows
-        score = np.zeros(n, np.float64)
+        score = np.zeros(n)
         alert = np.zeros(n, bool)
-        devs: dict[int, np.ndarray] = {}
-        st = {k: ops.from_numpy(v) for k, v in state.items()}
+        found: dict[int, tuple] = {}
+        st = {k: ops.from_numpy(v) for k, v in core.layout.split(rows).items()}
+        collected = []
+        n_keys = len(grid.keys)
         for t in range(grid.steps):
             m = int(grid.active[t])
-            rows = grid.rows[:m, t]
-            view = st if m == len(grid.keys) else {k: v[:m] for k, v in st.items()}
-            s, a, dev = self.core.step(view, ops.from_numpy(times[rows]),
-                                       ops.from_numpy(values[rows]))
-            if m == len(grid.keys):
-                st = view
-            else:
-                st = {k: ops.concatenate([view[k], st[k][m:]], axis=0) for k in st}
-            score[rows] = ops.to_numpy(s)
+            idx = grid.rows[:m, t]
+            view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
+            s, a, dev, evid, learned = core.step(
+                view, ops.from_numpy(cols.times[idx]), ops.from_numpy(cols.values[idx]),
+                ops.from_numpy(feats[idx]), learn=learn)
+            st = view if m == n_keys else {k: ops.concatenate([view[k], st[k][m:]], axis=0)
+                                           for k in st}
+            score[idx] = ops.to_numpy(s)
             a_np = ops.to_numpy(a)
-            alert[rows] = a_np
-            if keep_devs and a_np.any():
-                d_np = ops.to_numpy(dev)
+            alert[idx] = a_np
+            if learned is not None:
+                collected.append((idx, learned))
+            if details and a_np.any():
+                d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
                 for i in np.flatnonzero(a_np):
-                    devs[int(rows[i])] = d_np[i]
-        final = {k: np.asarray(ops.to_numpy(v)) for k, v in st.items()}
-        thr = np.full(n, self.settings.alert_threshold)
-        return _Run(grid, times, values, score, thr, alert, devs, final, restarted)
+                    found[int(idx[i])] = (d_np[i], e_np[i], feats[idx[i]])
+        final = core.layout.join({k: ops.to_numpy(v) for k, v in st.items()}) if n_keys else None
+        run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted)
+        run.learned = self.learner.collect(collected, n) if learn else None
+        return run
 
-    def _gather_states(self, keys: list[str], states: Mapping) -> tuple[dict, list[str]]:
-        state = self.core.init_state(len(keys))
+    def _gather_states(self, keys: list[str], states: Mapping):
+        rows = self.core.layout.init_rows(len(keys))
+        blobs: list[bytes | None] = [None] * len(keys)
         restarted = []
-        tag = self.state_tag
+        tag, width = self.state_tag, self.core.layout.width
         for k, key in enumerate(keys):
             blob = states.get(key)
             if blob is None:
                 continue
             try:
-                arrays = unpack(blob, key, tag, self._layout)
-            except KeyStateError as exc:
-                if "was made by model" in str(exc):
-                    restarted.append(key)      # another architecture: start the key fresh
-                    continue
-                raise
-            for name in state:
-                state[name][k] = arrays[name]
-        return state, restarted
+                fblob, row = unpack(blob, key, tag, width)
+            except ForeignState:
+                restarted.append(key)          # another architecture: start the key fresh
+                continue
+            blobs[k] = fblob
+            rows[k] = row
+        return blobs, rows, restarted
 
     def _pack_states(self, run: _Run) -> dict[str, bytes]:
+        if not run.grid.keys:
+            return {}
         tag = self.state_tag
-        return {key: pack({name: arr[k] for name, arr in run.state.items()}, tag)
-                for k, key in enumerate(run.grid.keys)}
+        fblobs = self.core.engine.states_to_bytes(run.feature_state)
+        return {key: pack(tag, fblobs[k], run.state[k]) for k, key in enumerate(run.grid.keys)}
 
     def _scores_table(self, table: pa.Table, run: _Run) -> pa.Table:
-        keys = ev.key_strings(table, self.config.key_field)
+        keys = np.empty(table.num_rows, dtype=object)
+        for k, key in enumerate(run.grid.keys):
+            r = run.grid.rows[k]
+            keys[r[r >= 0]] = key
         return pa.table({
             "key": pa.array(keys, pa.string()),
             "time": table.column(self.config.time_field),
             "score": pa.array(run.score, pa.float64()),
-            "threshold": pa.array(run.threshold, pa.float64()),
+            "threshold": pa.array(np.full(table.num_rows, self.settings.alert_threshold),
+                                  pa.float64()),
             "alert": pa.array(run.alert, pa.bool_()),
         })
 
     def _alerts(self, run: _Run) -> list[dict]:
-        out = []
-        names = self.core.feature_names
-        keys = None
-        for row in sorted(run.deviations):
-            if keys is None:
-                keys = {int(r): run.grid.keys[k] for k in range(len(run.grid.keys))
-                        for r in run.grid.rows[k][run.grid.rows[k] >= 0]}
-            dev = run.deviations[row]
-            top = np.argsort(-np.abs(dev), kind="stable")[:self.settings.reasons]
-            out.append({
-                "key": keys[row],
-                "time": float(run.times[row]),
-                "score": float(run.score[row]),
-                "threshold": float(run.threshold[row]),
-                "model_version": self.model_version,
-                "values": {f: _num(run.values[row, j])
-                           for j, f in enumerate(self.config.value_fields)},
-                "top_features": [
-                    {"name": names[j], "deviation": float(dev[j])}
-                    for j in top if dev[j] != 0.0],
-            })
-        return out
+        from .alerts import alert_record
+        if not run.details:
+            return []
+        key_of = {}
+        for k, key in enumerate(run.grid.keys):
+            for r in run.grid.rows[k][run.grid.rows[k] >= 0]:
+                key_of[int(r)] = key
+        return [alert_record(self, key_of[row], float(run.times[row]), float(run.score[row]),
+                             run.values[row], *run.details[row])
+                for row in sorted(run.details)]
 
     # ---- files ------------------------------------------------------------------------------
     def save(self, directory, states: Mapping[str, bytes] | None = None) -> Path:
-        """Write the whole pipeline (config, settings, model arrays, calibration) as one model
-        directory; ``states`` (optional) are stored with it, per key."""
-        arrays = {f"model.{k}": v for k, v in self._model_arrays().items()}
+        """Write the whole pipeline (config, settings, feature scaling, reservoir, readout and
+        its statistics, RBM, label head) as one model directory (manifest + safetensors, no
+        pickle); ``states`` (optional) are stored with it, per key."""
+        arrays = {f"model.{k}": v for k, v in self.learner.arrays().items()}
         state_keys: list[str] = []
         if states:
             state_keys = sorted(states)
-            arrays["states.blob"] = np.frombuffer(b"".join(states[k] for k in state_keys),
+            arrays["states.blob"] = np.frombuffer(b"".join(bytes(states[k]) for k in state_keys),
                                                   np.uint8).copy()
             arrays["states.sizes"] = np.array([len(states[k]) for k in state_keys], np.int64)
         self.model_version = self._compute_version()
@@ -236,11 +261,11 @@ class Pipeline:
 
     @classmethod
     def load(cls, directory) -> "Pipeline":
-        pipe, _ = cls.load_with_states(directory)
-        return pipe
+        return cls.load_with_states(directory)[0]
 
     @classmethod
     def load_with_states(cls, directory) -> tuple["Pipeline", dict[str, bytes]]:
+        """(pipeline, the key states saved with it — {} if none)."""
         manifest, arrays = model_file.load_arrays(directory)
         where = Path(directory) / "manifest.json"
         if manifest["class"] != PIPELINE_CLASS:
@@ -249,11 +274,15 @@ class Pipeline:
         try:
             config = parse_config(desc["config"], source=str(where))
             settings = PipelineSettings.model_validate(desc["settings"])
-        except (KeyError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise model_file.ModelFileError(where, f"pipeline description unreadable: {exc}") \
                 from None
         pipe = cls(config, settings)
-        pipe._load_model_arrays({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        try:
+            pipe.learner.load({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        except (KeyError, ValueError) as exc:
+            raise model_file.ModelFileError(Path(directory) / model_file.WEIGHTS,
+                                            f"pipeline arrays do not fit: {exc}") from None
         pipe.model_version = pipe._compute_version()
         states: dict[str, bytes] = {}
         keys = manifest.get("metadata", {}).get("state_keys", [])
@@ -262,10 +291,3 @@ class Pipeline:
             offsets = np.concatenate([[0], np.cumsum(sizes)])
             states = {k: blob[offsets[i]:offsets[i + 1]] for i, k in enumerate(keys)}
         return pipe, states
-
-    def _load_model_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        pass
-
-
-def _num(x: float):
-    return None if not np.isfinite(x) else float(x)
