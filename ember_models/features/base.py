@@ -87,15 +87,18 @@ class Feature(ABC):
 
     @abstractmethod
     def state_spec(self) -> dict[str, tuple[tuple[int, ...], str, float]]:
-        """name -> (per-key shape, dtype, initial value) of each state array."""
+        """name -> (per-key shape, dtype, initial value) of each state array; the key is the
+        array's last axis, or its first where a 4th element "key_first" says so (for state
+        read per key as a block, e.g. a ring of buckets: one key's block is then contiguous)."""
 
     @property
     def n_outputs(self) -> int:
         return len(self.names())
 
     def init_state(self, n_keys: int) -> State:
-        return {name: np.full((*shape, n_keys), fill, dtype=dtype)
-                for name, (shape, dtype, fill) in self.state_spec().items()}
+        return {name: np.full((n_keys, *spec[0]) if spec[3:] == ("key_first",)
+                              else (*spec[0], n_keys), spec[2], dtype=spec[1])
+                for name, spec in self.state_spec().items()}
 
     # -- evaluation --------------------------------------------------------------------------
     @abstractmethod
@@ -124,6 +127,14 @@ def flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     works on the strided prefix views the engine hands to `step`."""
     item = a.itemsize
     strides = tuple(st // item for st in a.strides)
+    if a.flags.c_contiguous:
+        return a.reshape(-1), strides
+    base = a.base
+    if base is not None and base.flags.c_contiguous and base.dtype == a.dtype:
+        # The usual case: a key slice of an engine array. A flat view of the base from a's
+        # first element is cheaper than as_strided.
+        offset = a.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        return base.reshape(-1)[offset // item:], strides
     if any(st < 0 or st * item != bs for st, bs in zip(strides, a.strides)):
         raise ValueError("flat_view needs non-negative, element-aligned strides")
     span = sum((d - 1) * st for d, st in zip(a.shape, strides)) + 1 if a.size else 0

@@ -125,19 +125,16 @@ class FeatureEngine:
         """Scatter a state into one blob per key (row order)."""
         return self.codec.encode_all(state)
 
-    @staticmethod
-    def take_state(state: State, rows) -> State:
-        """The state of keys `rows` (indices or a mask over the state's keys)."""
-        return {k: v[..., rows] for k, v in state.items()}
+    def take_state(self, state: State, rows) -> State:
+        """The state of keys `rows` (indices into the state's keys)."""
+        return self.codec.take(state, np.asarray(rows, dtype=np.int64))
 
-    @staticmethod
-    def concat_states(states: Sequence[State]) -> State:
+    def concat_states(self, states: Sequence[State]) -> State:
         """One state holding the keys of `states` one after the other."""
-        return {k: np.concatenate([s[k] for s in states], axis=-1) for k in states[0]}
+        return self.codec.concat(states)
 
-    @staticmethod
-    def n_keys(state: State) -> int:
-        return next(iter(state.values())).shape[-1] if state else 0
+    def n_keys(self, state: State) -> int:
+        return self.codec.n_keys(state)
 
     @property
     def state_nbytes(self) -> int:
@@ -176,13 +173,10 @@ class FeatureEngine:
         layout.check_time_order(key_index, times, keys if keys is not None else range(n_keys))
         # np.take keeps the arrays C-contiguous (v[..., idx] would not, and every op on a
         # strided state array costs 2-10x more).
-        ranked = {k: np.take(v, layout.rank_order, axis=-1) for k, v in state.items()}
+        ranked = self.codec.take(state, layout.rank_order)
         out = self._run(layout, ranked, times, values, categories)
-        new_state = {}
-        for k, v in ranked.items():
-            nv = np.empty(v.shape, dtype=v.dtype)
-            nv[..., layout.rank_order] = v
-            new_state[k] = nv
+        new_state = {k: np.empty(v.shape, dtype=v.dtype) for k, v in ranked.items()}
+        self.codec.put(new_state, layout.rank_order, ranked)
         return out, new_state
 
     def _run(self, layout: RoundLayout, ranked: State, times, values, categories) -> np.ndarray:
@@ -212,7 +206,8 @@ class FeatureEngine:
                 if n <= 0:
                     break      # rounds only lose keys: none of this block is left
                 if n != n_prev:
-                    views = [{local: ranked[flat][..., k0:k0 + n] for flat, local in keys}
+                    part = self.codec.slice(ranked, k0, k0 + n)
+                    views = [{local: part[flat] for flat, local in keys}
                              for keys in self._state_keys]
                     n_prev = n
                 b = a + n
@@ -253,9 +248,8 @@ class FeatureEngine:
         where = {k: i for i, k in enumerate(state_keys)}
         rows = np.array([where.get(k, -1) for k in keys], dtype=np.int64)
         out = self.init_state(len(keys))
-        known = rows >= 0
-        for name, arr in out.items():
-            arr[..., known] = state[name][..., rows[known]]
+        known = np.flatnonzero(rows >= 0)
+        self.codec.put(out, known, self.codec.take(state, rows[known]))
         return out
 
     def step(self, table: pa.Table | pa.RecordBatch, states: Mapping[Any, bytes | None]

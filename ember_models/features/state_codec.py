@@ -21,10 +21,15 @@ _HEADER = struct.Struct("<4sH8s")
 
 
 class StateCodec:
-    def __init__(self, spec: dict[str, tuple[tuple[int, ...], str, float]], config_text: str):
-        """spec: flat state name -> (per-key shape, dtype, initial value); config_text: a stable
-        description of the feature configuration (part of the fingerprint)."""
-        self.spec = dict(spec)
+    def __init__(self, spec: dict[str, tuple], config_text: str):
+        """spec: flat state name -> (per-key shape, dtype, initial value[, "key_first"]);
+        config_text: a stable description of the feature configuration (in the fingerprint).
+
+        The key is the LAST axis of a state array, or the first one where the spec says
+        "key_first" (for arrays a feature reads per key as a block, like a ring of buckets)."""
+        self.spec = {name: tuple(entry[:3]) for name, entry in spec.items()}
+        self.key_axis = {name: 0 if entry[3:] == ("key_first",) else -1
+                         for name, entry in spec.items()}
         self.record = np.dtype([(name, np.dtype(dt).newbyteorder("<"), shape)
                                 for name, (shape, dt, _) in self.spec.items()])
         digest = hashlib.blake2b((config_text + "|" + str(self.record.descr)).encode(),
@@ -34,17 +39,41 @@ class StateCodec:
         self.blob_size = _HEADER.size + self.record.itemsize
 
     def init(self, n_keys: int) -> dict[str, np.ndarray]:
-        """Initial state of n_keys keys (the key is the LAST axis of every array)."""
-        return {name: np.full((*shape, n_keys), fill, dtype=dt)
+        """Initial state of n_keys keys."""
+        return {name: np.full((n_keys, *shape) if self.key_axis[name] == 0 else (*shape, n_keys),
+                              fill, dtype=dt)
                 for name, (shape, dt, fill) in self.spec.items()}
 
+    def n_keys(self, state: dict[str, np.ndarray]) -> int:
+        for name, arr in state.items():
+            return arr.shape[self.key_axis[name]]
+        return 0
+
+    def take(self, state: dict[str, np.ndarray], rows) -> dict[str, np.ndarray]:
+        """The keys `rows` (indices) of `state`, as C-contiguous arrays."""
+        return {k: np.take(v, rows, axis=self.key_axis[k]) for k, v in state.items()}
+
+    def put(self, state: dict[str, np.ndarray], rows, part: dict[str, np.ndarray]) -> None:
+        """state[keys rows] = part, in place."""
+        for k, v in state.items():
+            if self.key_axis[k] == 0:
+                v[rows] = part[k]
+            else:
+                v[..., rows] = part[k]
+
+    def slice(self, state: dict[str, np.ndarray], k0: int, k1: int) -> dict[str, np.ndarray]:
+        """Views of keys k0:k1."""
+        return {k: (v[k0:k1] if self.key_axis[k] == 0 else v[..., k0:k1]) for k, v in state.items()}
+
+    def concat(self, states) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([s[k] for s in states], axis=self.key_axis[k]) for k in states[0]}
+
     def _records(self, state: dict[str, np.ndarray], rows) -> np.ndarray:
-        first = next(iter(state.values()), None)
-        n = len(rows) if rows is not None else (0 if first is None else first.shape[-1])
+        n = len(rows) if rows is not None else self.n_keys(state)
         rec = np.empty(n, dtype=self.record)
         for name in self.spec:
-            arr = state[name] if rows is None else state[name][..., rows]
-            rec[name] = np.moveaxis(arr, -1, 0)
+            arr = state[name] if rows is None else np.take(state[name], rows, self.key_axis[name])
+            rec[name] = arr if self.key_axis[name] == 0 else np.moveaxis(arr, -1, 0)
         return rec
 
     def encode(self, state: dict[str, np.ndarray], index: int) -> bytes:
@@ -67,8 +96,8 @@ class StateCodec:
         hs = _HEADER.size
         raw = b"".join(memoryview(blobs[i])[hs:] for i in present)
         rec = np.frombuffer(raw, dtype=self.record)
-        for name in self.spec:
-            state[name][..., present] = np.moveaxis(rec[name], 0, -1)
+        self.put(state, present, {name: rec[name] if self.key_axis[name] == 0
+                                  else np.moveaxis(rec[name], 0, -1) for name in self.spec})
         return state
 
     def _check(self, blob, i: int) -> None:
