@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ember_models.config import default_features, parse_config
+from ember_models.config import RollingTimeSpec, default_features, parse_config
 from ember_models.features import FEATURE_CLASSES, FeatureEngine
 from features_strategies import DATA, event_tables, extreme_value, sort_by_key
 
@@ -116,7 +116,7 @@ def test_state_from_other_config_is_refused(kind):
         engine.state_from_bytes(blob)
 
 
-def test_default_set_streaming_equals_backfill_on_a_long_stream():
+def test_every_feature_together_streaming_equals_backfill_on_a_long_stream():
     rng = np.random.default_rng(7)
     n = 3000
     keys = rng.integers(0, 12, n)
@@ -126,7 +126,7 @@ def test_default_set_streaming_equals_backfill_on_a_long_stream():
     table = pa.table({"key": [f"h{k}" for k in keys], "time": t, "x": x,
                       "y": rng.normal(size=n) * 1e3 + 1e6,
                       "cat": rng.choice(["a", "b", "c"], n)})
-    engine = FeatureEngine(DATA)
+    engine = FeatureEngine(DATA, [*default_features(DATA), RollingTimeSpec(windows_s=[300, 3600])])
     whole = engine.transform(table).values
     engine.block_keys = 5           # a speed knob only: several key blocks give the same rows
     assert_same(engine.transform(table).values, whole)
