@@ -45,7 +45,7 @@ class DetectorCore:
         self.n_out = sum(c.output_size for c in self.liquid.branches)
         self.rbm = RBM(d, s.rbm_hidden, visible="gaussian", seed=s.seed, lr=0.01,
                        batch_size=64)
-        self.label_w = None              # [n_out + 1] once labels were given to fit()
+        self.label_w = None              # [n_out + d + 1] once labels were given to fit()
         self.stream_names = ([f"{v}.high" for v in self.value_fields]
                              + [f"{v}.low" for v in self.value_fields] + list(MODEL_STREAMS))
         self.n_values = len(self.value_fields)
@@ -78,7 +78,8 @@ class DetectorCore:
         seconds; x [n, V] values (NaN = missing); f [n, d] features (float32).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
         level, in its standard deviations), evidence [n, S], learn_rows) where
-        learn_rows = (readout inputs [n, n_out], targets u [n, d], valid [n]) when ``learn``."""
+        learn_rows = (reservoir outputs before the event [n, n_out], targets u [n, d],
+        valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
         s = self.settings
         n_seen = st["n_seen"]
         seen_any = n_seen > 0.5
@@ -103,25 +104,7 @@ class DetectorCore:
         st["err_var"] = ops.where(ops.expand_dims(seen_any, 1),
                                   (1.0 - a) * err_var + a * err * err, err_var)
         pred_raw = ops.mean(err * err, axis=1)
-        # 3. RBM free energy; 4. the values, both directions
-        fe = ops.astype(self.rbm.free_energy(u32), "float64")
-        label = (ops.astype(ops.matmul(outs, self.label_w[:-1]) + self.label_w[-1], "float64")
-                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), "float64"))
-        young = ops.expand_dims(n_seen < 1.5, 1)
-        model_raw = ops.stack([pred_raw, fe, label], axis=1)
-        model_raw = ops.where(young, ops.full(ops.shape(model_raw), float("nan"), "float64"),
-                              model_raw)
-        raw = ops.concatenate([x, -x, model_raw], axis=1)
-        # 5. tail evidence → score
-        evidence = self.tail.step(st, raw) * self.weights
-        best = ops.max(evidence, axis=1)
-        score = best / (best + s.half_evidence)
-        score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
-        alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
-        st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
-                                                "float64"),
-                                ops.maximum(st["quiet"] - 1.0, 0.0))
-        # 6. the reservoir moves on, driven by elapsed time in the key's typical intervals
+        # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
         dt = ops.where(seen_any, ops.maximum(t - st["last_t"], 0.0), ops.zeros_like(t))
         dt_mean = st["dt_mean"]
         dt_mean = ops.where(n_seen > 1.5, dt_mean + ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01) *
@@ -130,13 +113,34 @@ class DetectorCore:
         ts = ops.clip(ts, 0.0, 100.0)
         _, h_new = self.liquid.step(u32, ops.astype(h, "float32"),
                                     ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
-        st["liquid"] = ops.astype(h_new, "float64")
         st["dt_mean"], st["last_t"] = dt_mean, t
+        # 4. RBM free energy, label head; the values, both directions
+        fe = ops.astype(self.rbm.free_energy(u32), "float64")
+        # the label head judges the event itself: the reservoir after it, and its features
+        outs_after = (ops.concatenate([self.branch_outputs(h_new), u32], axis=1)
+                      if (learn or self.label_w is not None) else None)
+        label = (ops.astype(ops.matmul(outs_after, self.label_w[:-1]) + self.label_w[-1],
+                            "float64")
+                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), "float64"))
+        young = ops.expand_dims(n_seen < 1.5, 1)
+        model_raw = ops.stack([pred_raw, fe, label], axis=1)
+        model_raw = ops.where(young, ops.full(ops.shape(model_raw), float("nan"), "float64"),
+                              model_raw)
+        raw = ops.to_numpy(ops.concatenate([x, -x, model_raw], axis=1))
+        # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
+        evidence = self.tail.step(st, raw) * self.weights
+        best = ops.from_numpy(evidence.max(axis=1))
+        score = best / (best + s.half_evidence)
+        score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
+        alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
+        st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
+                                                "float64"),
+                                ops.maximum(st["quiet"] - 1.0, 0.0))
+        st["liquid"] = ops.astype(h_new, "float64")
         st["n_seen"] = n_seen + 1.0
-        rows = (outs, u32, seen_any) if learn else None
+        rows = (outs, u32, seen_any, outs_after) if learn else None
         return score, alert, dev, evidence, rows
 
-    # ---- learning -------------------------------------------------------------------------
     def get_config(self) -> dict:
         return {"features": self.engine.names, "streams": self.stream_names,
                 "liquid": self.liquid.get_config(), "rbm": self.rbm.get_config()}

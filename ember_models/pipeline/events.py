@@ -28,31 +28,32 @@ class KeyGrid:
         return self.rows.shape[1]
 
 
-def key_grid(keys: np.ndarray, times: np.ndarray) -> KeyGrid:
-    """Group rows by key (ties in length: the key seen first comes first), keeping each key's
-    input order, and check that each key's times do not go backwards."""
-    n = len(keys)
+def key_grid(codes: np.ndarray, names: list, times: np.ndarray) -> KeyGrid:
+    """Group rows by key code (``codes`` [N] into ``names``, numbered in order of first
+    appearance; ties in length: the key seen first comes first), keeping each key's input
+    order, and check that each key's times do not go backwards."""
+    n = len(codes)
     if n == 0:
         return KeyGrid([], np.zeros(0, np.int64), np.zeros(0, np.int64),
                        np.zeros((0, 0), np.int64))
-    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(uniq))
-    rank = np.lexsort((first, -counts))
+    counts = np.bincount(codes, minlength=len(names))
+    rank = np.lexsort((np.arange(len(counts)), -counts))
     new_code = np.empty_like(rank)
     new_code[rank] = np.arange(len(rank))
-    code = new_code[inverse]
-    order = np.lexsort((np.arange(n), code))           # stable: input order within a key
+    code = new_code[codes]
+    order = np.argsort(code, kind="stable")             # input order within a key
     lengths = counts[rank]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     pos = np.arange(n) - np.repeat(starts, lengths)
     rows = np.full((len(rank), int(lengths[0])), -1, np.int64)
     rows[code[order], pos] = order
     t_sorted = times[order]
-    back = np.flatnonzero((np.diff(t_sorted) < 0) & (code[order][1:] == code[order][:-1]))
+    c_sorted = code[order]
+    back = np.flatnonzero((np.diff(t_sorted) < 0) & (c_sorted[1:] == c_sorted[:-1]))
     if len(back):
         r = int(order[back[0] + 1])
-        raise EventTableError(f"time goes backwards for key {keys[r]!r} at row {r} "
+        raise EventTableError(f"time goes backwards for key {names[codes[r]]!r} at row {r} "
                               f"({t_sorted[back[0]]!r} then {t_sorted[back[0] + 1]!r}): "
                               "each key's events must be in time order")
     active = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")
-    return KeyGrid([str(k) for k in uniq[rank]], lengths, active, rows)
+    return KeyGrid([str(names[i]) for i in rank], lengths, active, rows)

@@ -17,23 +17,28 @@ class Learner:
     def __init__(self, core, settings):
         self.core, self.settings = core, settings
         self.motor = RidgeStats(core.n_out, core.d, settings.ridge, settings.readout_halflife)
-        self.labels = RidgeStats(core.n_out, 1, settings.ridge, settings.readout_halflife)
+        self.labels = RidgeStats(core.n_out + core.d, 1, settings.ridge,
+                                 settings.readout_halflife)
         self.has_labels = False
 
     @staticmethod
     def collect(collected, n_rows: int) -> dict:
         """The rows one ``_run`` produced for learning, back in input row order: readout input
-        (reservoir outputs before the event), target (the event's standardised features), and
-        whether the key had seen an event before (the first event has no prediction)."""
+        (reservoir outputs before the event), target (the event's standardised features),
+        whether the key had seen an event before (the first event has no prediction), and the
+        reservoir outputs after the event with the event's u (what the label head reads)."""
         if not collected:
             return {"x": np.zeros((0, 0), np.float32), "u": np.zeros((0, 0), np.float32),
-                    "valid": np.zeros(0, bool), "rows": np.zeros(0, np.int64)}
+                    "valid": np.zeros(0, bool), "rows": np.zeros(0, np.int64),
+                    "x_after": np.zeros((0, 0), np.float32)}
         rows = np.concatenate([idx for idx, _ in collected])
         x = np.concatenate([ops.to_numpy(l[0]) for _, l in collected])
         u = np.concatenate([ops.to_numpy(l[1]) for _, l in collected])
         valid = np.concatenate([ops.to_numpy(l[2]) for _, l in collected]).astype(bool)
+        after = np.concatenate([ops.to_numpy(l[3]) for _, l in collected])
         order = np.argsort(rows, kind="stable")
-        return {"x": x[order], "u": u[order], "valid": valid[order], "rows": rows[order]}
+        return {"x": x[order], "u": u[order], "valid": valid[order], "rows": rows[order],
+                "x_after": after[order]}
 
     # ---- fitting ----------------------------------------------------------------------------
     def fit(self, learned: dict, labels, epochs: int) -> None:
@@ -62,7 +67,7 @@ class Learner:
         if labels is not None:
             y = np.asarray(labels, np.float64)[learned["rows"]][ok]
             finite = np.isfinite(y)
-            self.labels.add(ops.from_numpy(learned["x"][ok][finite]),
+            self.labels.add(ops.from_numpy(learned["x_after"][ok][finite]),
                             ops.from_numpy(y[finite].reshape(-1, 1)))
             lw, lb = self.labels.solve()
             self.core.label_w = ops.astype(ops.concatenate([lw[:, 0], lb], axis=0), "float32")

@@ -31,6 +31,7 @@ from .events import KeyGrid, key_grid
 from .key_state import ForeignState, pack, unpack
 from .learning import Learner
 from .settings import PipelineSettings
+from .tail import TailEvidence
 
 PIPELINE_CLASS = "Pipeline"
 
@@ -54,6 +55,7 @@ class _Run:
     feature_state: dict | None          # engine state after the batch, rows = grid keys
     state: np.ndarray | None            # detector rows after the batch, rows = grid keys
     restarted: list[str]
+    code: np.ndarray | None = None      # input row → grid key
 
 
 class Pipeline:
@@ -148,13 +150,10 @@ class Pipeline:
             raise TypeError(f"events: expected a pyarrow.Table, got {type(table).__name__}")
         core = self.core
         cols = core.engine.read(table)
-        keys = np.array([str(k) for k in cols.keys], dtype=object)[cols.key_index] \
-            if len(cols.keys) else np.zeros(0, object)
-        grid = key_grid(keys, cols.times)
+        grid = key_grid(cols.key_index, cols.keys, cols.times)
         code = np.empty(table.num_rows, np.int64)
-        for k in range(len(grid.keys)):
-            r = grid.rows[k]
-            code[r[r >= 0]] = k
+        valid = grid.rows >= 0
+        code[grid.rows[valid]] = np.nonzero(valid)[0]
         fblobs, rows, restarted = self._gather_states(grid.keys, states)
         fstate = core.engine.states_from_bytes(fblobs) if grid.keys else None
         feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
@@ -164,7 +163,9 @@ class Pipeline:
         score = np.zeros(n)
         alert = np.zeros(n, bool)
         found: dict[int, tuple] = {}
-        st = {k: ops.from_numpy(v) for k, v in core.layout.split(rows).items()}
+        # the tail statistics stay NumPy (updated in place); the rest lives on the backend
+        st = {k: (v if k in TailEvidence.NAMES else ops.from_numpy(v))
+              for k, v in core.layout.split(rows).items()}
         collected = []
         n_keys = len(grid.keys)
         for t in range(grid.steps):
@@ -174,8 +175,12 @@ class Pipeline:
             s, a, dev, evid, learned = core.step(
                 view, ops.from_numpy(cols.times[idx]), ops.from_numpy(cols.values[idx]),
                 ops.from_numpy(feats[idx]), learn=learn)
-            st = view if m == n_keys else {k: ops.concatenate([view[k], st[k][m:]], axis=0)
-                                           for k in st}
+            if m == n_keys:
+                st = view
+            else:   # the keys still running are a prefix: write their new rows back
+                for k in st:
+                    if k not in TailEvidence.NAMES:
+                        st[k][:m] = view[k]
             score[idx] = ops.to_numpy(s)
             a_np = ops.to_numpy(a)
             alert[idx] = a_np
@@ -186,7 +191,8 @@ class Pipeline:
                 for i in np.flatnonzero(a_np):
                     found[int(idx[i])] = (d_np[i], e_np[i], feats[idx[i]])
         final = core.layout.join({k: ops.to_numpy(v) for k, v in st.items()}) if n_keys else None
-        run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted)
+        run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted,
+                   code)
         run.learned = self.learner.collect(collected, n) if learn else None
         return run
 
@@ -216,12 +222,13 @@ class Pipeline:
         return {key: pack(tag, fblobs[k], run.state[k]) for k, key in enumerate(run.grid.keys)}
 
     def _scores_table(self, table: pa.Table, run: _Run) -> pa.Table:
-        keys = np.empty(table.num_rows, dtype=object)
-        for k, key in enumerate(run.grid.keys):
-            r = run.grid.rows[k]
-            keys[r[r >= 0]] = key
+        key = table.column(self.config.key_field)
+        if pa.types.is_dictionary(key.type):
+            key = key.cast(key.type.value_type)
+        if not pa.types.is_string(key.type):
+            key = key.cast(pa.string())
         return pa.table({
-            "key": pa.array(keys, pa.string()),
+            "key": key,
             "time": table.column(self.config.time_field),
             "score": pa.array(run.score, pa.float64()),
             "threshold": pa.array(np.full(table.num_rows, self.settings.alert_threshold),
@@ -233,11 +240,7 @@ class Pipeline:
         from .alerts import alert_record
         if not run.details:
             return []
-        key_of = {}
-        for k, key in enumerate(run.grid.keys):
-            for r in run.grid.rows[k][run.grid.rows[k] >= 0]:
-                key_of[int(r)] = key
-        return [alert_record(self, key_of[row], float(run.times[row]), float(run.score[row]),
+        return [alert_record(self, run.grid.keys[run.code[row]], float(run.times[row]), float(run.score[row]),
                              run.values[row], *run.details[row])
                 for row in sorted(run.details)]
 

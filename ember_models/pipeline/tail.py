@@ -12,46 +12,54 @@ so a new record of a stream with n events scores ≈ log10(n / K) plus how far b
 kept tail it goes, in decades. n is capped at ``memory`` events, so a stream that has run
 for months does not become impossible to surprise, nor much easier to.
 
-State per key and raw score: K floats and one count. Vectorised over keys and scores.
+Like the features, this is per-key bookkeeping rather than model math: it runs in NumPy, in
+place on the key rows it is given (views of the batch's state), on every backend. Only the
+(key, score) pairs whose value enters the kept tail — K/n of them once a key is warm — touch
+the K kept values, so a step costs O(keys × scores), not O(keys × scores × K).
 """
 from __future__ import annotations
 
 import math
 
-from .. import ops
+import numpy as np
 
 EMPTY = -1e300      # an unused slot of the kept tail (below any real value)
 _LN10 = math.log(10.0)
 
 
 class TailEvidence:
+    NAMES = ("tail_top", "tail_n", "tail_min", "tail_mean")
+
     def __init__(self, n_raw: int, k: int = 32, memory: float = 20000.0):
         if k < 2:
             raise ValueError(f"tail size k must be >= 2, got {k}")
         self.n_raw, self.k, self.memory = int(n_raw), int(k), float(memory)
+        self._log_k = math.log10(self.k)
 
     def layout(self) -> dict:
-        return {"tail_top": ((self.n_raw, self.k), EMPTY), "tail_n": ((self.n_raw,), 0.0)}
+        s = self.n_raw
+        return {"tail_top": ((s, self.k), EMPTY), "tail_n": ((s,), 0.0),
+                "tail_min": ((s,), EMPTY), "tail_mean": ((s,), EMPTY)}
 
-    def step(self, state: dict, raw):
-        """raw [n, S] (NaN = no observation). Returns evidence [n, S] (>= 0) of each raw value
-        against the tail before it, then adds the value to the tail (``state`` updated)."""
+    def step(self, state: dict, raw: np.ndarray) -> np.ndarray:
+        """raw [n, S] float64 (NaN = no observation). Returns the evidence [n, S] (>= 0) of each
+        raw value against the tail before it; then adds the values to the tails, in place."""
         top, count = state["tail_top"], state["tail_n"]
-        seen = ops.isfinite(raw)
-        r = ops.where(seen, raw, ops.full(ops.shape(raw), EMPTY, "float64"))
-        u = ops.min(top, axis=2)
-        beta = ops.mean(top, axis=2) - u
-        beta = ops.maximum(beta, 1e-9 * (ops.abs(u) + 1e-12))
-        full = count >= float(self.k)
-        n_eff = ops.maximum(ops.minimum(count, self.memory), float(self.k))
-        x = ops.log(n_eff / self.k) / _LN10 + (r - u) / (beta * _LN10)
-        evidence = ops.where(full & seen & (r > u), x, ops.zeros_like(x))
-        # the new value replaces the smallest kept one if it is larger
-        slot = ops.argmin(top, axis=2)
-        k_idx = ops.reshape(ops.arange(self.k), (1, 1, self.k))
-        replace = ops.equal(k_idx, ops.expand_dims(slot, 2)) & ops.expand_dims(r > u, 2)
-        state["tail_top"] = ops.where(replace, ops.expand_dims(r, 2), top)
-        state["tail_n"] = count + ops.astype(seen, "float64")
+        u, mean = state["tail_min"], state["tail_mean"]
+        seen = np.isfinite(raw)
+        above = seen & (raw > u)
+        beta = np.maximum(mean - u, 1e-9 * (np.abs(u) + 1e-12))
+        n_eff = np.clip(count, self.k, self.memory)
+        x = np.log10(n_eff) - self._log_k + (raw - u) / (beta * _LN10)
+        evidence = np.where(above & (count >= self.k), x, 0.0)
+        count += seen
+        ki, si = np.nonzero(above)
+        if len(ki):
+            rows = top[ki, si]                                  # [m, K] copies
+            rows[np.arange(len(ki)), np.argmin(rows, axis=1)] = raw[ki, si]
+            top[ki, si] = rows
+            u[ki, si] = rows.min(axis=1)
+            mean[ki, si] = rows.mean(axis=1)
         return evidence
 
     def get_config(self) -> dict:
