@@ -18,8 +18,8 @@ import click
 import pyarrow as pa
 
 from stream_app.backfill.errors import BackfillError
-from stream_app.backfill.fields import EventFields
 from stream_app.backfill.timerange import TimeRange
+from stream_app.event_fields import EventFields
 
 
 def is_bigquery_uri(uri: str) -> bool:

@@ -33,35 +33,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from stream_app.event_fields import UNITS_PER_SECOND, EventFields, epoch_seconds
+
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
            ".ndjson": "jsonl", ".json": "jsonl"}
-_PER_SECOND = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 
 
 class EventFileError(ValueError):
     """A file that cannot be read at all (unknown type, missing column, unreadable): names the file."""
-
-
-@dataclass(frozen=True)
-class EventFields:
-    """Which columns of an event file mean what (the ``[data]`` section of ember.toml)."""
-
-    key_field: str
-    time_field: str
-    value_fields: tuple[str, ...]
-    categorical_fields: tuple[str, ...] = ()
-    time_unit: Literal["s", "ms", "us", "ns"] = "s"     # unit of numeric times
-
-    @classmethod
-    def from_config(cls, config) -> "EventFields":
-        """From an ``EmberConfig`` (or anything with its ``data`` section's attributes)."""
-        data = getattr(config, "data", config)
-        return cls(data.key_field, data.time_field, tuple(data.value_fields),
-                   tuple(getattr(data, "categorical_fields", ()) or ()), getattr(data, "time_unit", "s"))
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return (self.key_field, self.time_field, *self.value_fields, *self.categorical_fields)
 
 
 @dataclass(frozen=True)
@@ -485,7 +464,6 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
     """(float64 epoch seconds, malformed mask). Numbers are in ``time_unit``; strings are ISO 8601
     or numbers; an ISO time without an offset is UTC."""
     t = col.type
-    per_second = _PER_SECOND[time_unit]
     if pa.types.is_timestamp(t):
         nulls = col.is_null().to_numpy(zero_copy_only=False)
         ints = pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy(zero_copy_only=False)
@@ -494,7 +472,7 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
         secs = pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64()).to_numpy(zero_copy_only=False)
         return np.asarray(secs, np.float64), col.is_null().to_numpy(zero_copy_only=False)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        secs = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64) / per_second
+        secs = epoch_seconds(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), time_unit)
         return secs, ~np.isfinite(secs)
     text = col if pa.types.is_string(t) else pc.cast(col, pa.string())
     text = pc.utf8_trim_whitespace(text)
@@ -507,7 +485,7 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
         if numbers_first:
             try:
                 secs = pc.cast(pc.if_else(pa.array(blank), pa.scalar("nan"), block), pa.float64())
-                return secs.to_numpy(zero_copy_only=False) / per_second
+                return epoch_seconds(secs.to_numpy(zero_copy_only=False), time_unit)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 pass
         filled = pc.if_else(pa.array(blank), pa.scalar("1970-01-01T00:00:00Z"), block)
@@ -519,14 +497,14 @@ def _to_epoch_seconds(col: pa.Array, time_unit: str) -> tuple[np.ndarray, np.nda
                 continue
         raise pa.ArrowInvalid("no one form fits the whole block")
 
-    secs = _parse_in_blocks(text, blank, all_at_once, lambda cell: _one_time(cell, per_second))
+    secs = _parse_in_blocks(text, blank, all_at_once, lambda cell: _one_time(cell, time_unit))
     return secs, blank | ~np.isfinite(secs)
 
 
 def _int_ticks_to_seconds(ticks: np.ndarray, unit: str) -> np.ndarray:
     """Integer ticks → float seconds, whole seconds and fraction apart: ns counts exceed 2**53,
     so ``ticks / 1e9`` would land an ulp away from the decimal the file wrote (…249.2649999)."""
-    per = int(_PER_SECOND[unit])
+    per = UNITS_PER_SECOND[unit]
     ticks = np.asarray(ticks, np.int64)
     whole, frac = np.divmod(ticks, per)
     return whole.astype(np.float64) + frac.astype(np.float64) / per
@@ -539,9 +517,9 @@ def _float_or_nan(text: str) -> float:
         return math.nan
 
 
-def _one_time(text: str, per_second: float) -> float:
+def _one_time(text: str, time_unit: str) -> float:
     try:
-        return float(text) / per_second
+        return epoch_seconds(float(text), time_unit)
     except ValueError:
         pass
     try:

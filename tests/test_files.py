@@ -210,3 +210,28 @@ def test_blank_lines_and_a_bad_value_in_an_otherwise_clean_csv(tmp_path):
     table, report = read_events(path, FIELDS)
     assert [(b.line, b.reason) for b in report.bad_rows] == [(2801, "latency_ms: not a finite number: '1e'")]
     assert table.num_rows == 2999
+
+
+def test_numeric_times_read_as_the_backfill_and_the_stream_read_them(tmp_path):
+    """One conversion of epoch numbers in time_unit: the file reader gives the same floats as
+    the backfill sources (EventFields.time_in_seconds), to the last bit."""
+    from stream_app.event_fields import epoch_seconds
+    millis = np.arange(1709510400000, 1709510400000 + 2000, 7, dtype=np.int64)
+    assert np.any(millis / 1000 != millis * 1e-3)          # the two roundings differ on these
+    ms = EventFields("service", "time", ("requests",), time_unit="ms")
+    path = _write(tmp_path / "ms.csv", "service,time,requests\n" + "".join(f"a,{t},1\n" for t in millis))
+    from_file = read_events(path, ms)[0].column("time").to_numpy()
+    from_backfill = ms.time_in_seconds(pa.table({"time": millis})).column("time").to_numpy()
+    np.testing.assert_array_equal(from_file, from_backfill)
+    np.testing.assert_array_equal(from_file, epoch_seconds(millis.astype(np.float64), "ms"))
+    assert epoch_seconds(1500.0, "ms") == 1.5 and ms.numeric_time(datetime.fromtimestamp(2, timezone.utc)) == 2000.0
+
+
+def test_event_fields_round_trip_and_refuse_bad_input():
+    fields = EventFields("service", "time", ("requests",), ("status",), time_unit="us")
+    assert fields.columns == ("service", "time", "requests", "status")
+    assert EventFields.from_dict(fields.to_dict()) == fields
+    with pytest.raises(ValueError, match="time_unit 'min'"):
+        EventFields("service", "time", ("requests",), time_unit="min")
+    with pytest.raises(ValueError, match="repeat a column"):
+        EventFields("service", "time", ("requests",), ("requests",))

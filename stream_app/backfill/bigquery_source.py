@@ -27,10 +27,11 @@ import pyarrow as pa
 from stream_app.backfill.bigquery_clients import BigQueryClients
 from stream_app.backfill.estimate import DryRunReport, query_cost, read_cost, scoring_seconds
 from stream_app.backfill.errors import SessionExpiredError, SourceError
-from stream_app.backfill.fields import EventFields
+from stream_app.backfill.fields import check_bigquery_schema
 from stream_app.backfill.shards import SHARD_COLUMN, bigquery_shard_expression, sort_by_key_time
 from stream_app.backfill.source import ScanPlan
 from stream_app.backfill.timerange import TimeRange
+from stream_app.event_fields import EventFields
 
 _TABLE_ID = re.compile(r"^(?:([a-z0-9][a-z0-9\-.:]*[a-z0-9])\.)?([A-Za-z0-9_]+)\.([A-Za-z0-9_\-$]+)$")
 
@@ -99,7 +100,7 @@ class BigQuerySource:
     def check(self) -> dict[str, str]:
         if self._types is None:
             table = self._get_table()
-            self._types = self.fields.check_bigquery_schema(table.schema, f"BigQuery table {self.table_id}")
+            self._types = check_bigquery_schema(self.fields, table.schema, f"BigQuery table {self.table_id}")
         return self._types
 
     # -- SQL -------------------------------------------------------------------------------
@@ -109,21 +110,21 @@ class BigQuerySource:
 
         types = self.check()
         f = self.fields
-        key, time = quote(f.key), quote(f.time)
-        time_expr = {"DATETIME": f"TIMESTAMP({time})", "NUMERIC": f"CAST({time} AS FLOAT64)"}.get(types[f.time], time)
+        key, time = quote(f.key_field), quote(f.time_field)
+        time_expr = {"DATETIME": f"TIMESTAMP({time})", "NUMERIC": f"CAST({time} AS FLOAT64)"}.get(types[f.time_field], time)
         cols = [key, f"{time_expr} AS {time}"]
-        for v in f.values:
+        for v in (*f.value_fields, *f.categorical_fields):
             cast = types[v] in ("NUMERIC", "BIGNUMERIC")
             cols.append(f"CAST({quote(v)} AS FLOAT64) AS {quote(v)}" if cast else quote(v))
-        cols.append(f"{bigquery_shard_expression(key, types[f.key], shards)} AS {SHARD_COLUMN}")
+        cols.append(f"{bigquery_shard_expression(key, types[f.key_field], shards)} AS {SHARD_COLUMN}")
         where, params = [], []
         for name, value, op in (("since", time_range.since, ">="), ("until", time_range.until, "<")):
             if value is None:
                 continue
             where.append(f"{time} {op} @{name}")
-            if types[f.time] == "TIMESTAMP":
+            if types[f.time_field] == "TIMESTAMP":
                 params.append(bigquery.ScalarQueryParameter(name, "TIMESTAMP", value))
-            elif types[f.time] == "DATETIME":
+            elif types[f.time_field] == "DATETIME":
                 params.append(bigquery.ScalarQueryParameter(name, "DATETIME", value.replace(tzinfo=None)))
             else:
                 params.append(bigquery.ScalarQueryParameter(name, "FLOAT64", f.numeric_time(value)))
@@ -138,7 +139,7 @@ class BigQuerySource:
     def staging_sql(self, run_id: str, shards: int, time_range: TimeRange) -> tuple[str, list[Any], str]:
         select, params = self._select(shards, time_range)
         # BigQuery clusters on STRING and INT64 but not on BYTES keys.
-        cluster = [SHARD_COLUMN] + ([quote(self.fields.key)] if self.check()[self.fields.key] != "BYTES" else [])
+        cluster = [SHARD_COLUMN] + ([quote(self.fields.key_field)] if self.check()[self.fields.key_field] != "BYTES" else [])
         fingerprint = hashlib.sha256(
             (select + repr([(p.name, str(p.value)) for p in params])).encode()
         ).hexdigest()[:16]
@@ -181,8 +182,8 @@ class BigQuerySource:
     def _time_restriction(self, time_range: TimeRange) -> str:
         """The time range as a Storage Read ``row_restriction`` on the source table."""
         types = self.check()
-        kind = types[self.fields.time]
-        time = quote(self.fields.time)
+        kind = types[self.fields.time_field]
+        time = quote(self.fields.time_field)
         parts = []
         for value, op in ((time_range.since, ">="), (time_range.until, "<")):
             if value is None:
@@ -228,7 +229,7 @@ class BigQuerySource:
         except (NotFound, FailedPrecondition) as exc:
             raise SessionExpiredError(f"read session {session.name} of {self.table_id} ended: {exc.message}") from exc
         table = _numeric_as_float(table.select(list(self.fields.columns)))
-        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key, self.fields.time))
+        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key_field, self.fields.time_field))
 
     def _read_session(self, session: Any) -> pa.Table:
         # Decode the Arrow IPC messages directly (the client's own to_arrow() helpers are
@@ -297,7 +298,7 @@ class BigQuerySource:
                 f"read session {session.name} for shard {shard} of {plan.staging} ended: {exc.message}"
             ) from exc
         result = result.select(list(self.fields.columns))
-        return self.fields.time_in_seconds(sort_by_key_time(result, self.fields.key, self.fields.time))
+        return self.fields.time_in_seconds(sort_by_key_time(result, self.fields.key_field, self.fields.time_field))
 
     def cleanup(self, plan: ScanPlan) -> None:
         if plan.staging:

@@ -27,10 +27,11 @@ import pyarrow.dataset as ds
 
 from stream_app.backfill.estimate import DryRunReport, scoring_seconds
 from stream_app.backfill.errors import SourceError
-from stream_app.backfill.fields import EventFields
+from stream_app.backfill.fields import check_arrow_schema
 from stream_app.backfill.shards import FileShardFunction, sort_by_key_time
 from stream_app.backfill.source import ScanPlan
 from stream_app.backfill.timerange import TimeRange
+from stream_app.event_fields import EventFields
 
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 COMPLETE = "_COMPLETE"
@@ -88,12 +89,12 @@ class FileSource:
             if self.format == "parquet":
                 # Keys as dictionaries: sharding, staging and sorting then move small integers,
                 # not strings (the pipeline decodes them once).
-                fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[self.fields.key]))
+                fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=[self.fields.key_field]))
             if self.format == "csv":
                 import pyarrow.csv as pacsv
 
                 # Event keys are names, never numbers to be parsed: read the key as a string.
-                convert = pacsv.ConvertOptions(column_types={self.fields.key: pa.string()})
+                convert = pacsv.ConvertOptions(column_types={self.fields.key_field: pa.string()})
                 fmt = ds.CsvFileFormat(convert_options=convert)
             try:
                 self._dataset = ds.dataset(str(self.path), format=fmt)
@@ -102,10 +103,10 @@ class FileSource:
         return self._dataset
 
     def check(self) -> None:
-        self.fields.check_arrow_schema(self.dataset().schema, f"{self.format} files at {self.path}")
+        check_arrow_schema(self.fields, self.dataset().schema, f"{self.format} files at {self.path}")
 
     def _filter(self, time_range: TimeRange) -> ds.Expression | None:
-        t = self.dataset().schema.field(self.fields.time).type
+        t = self.dataset().schema.field(self.fields.time_field).type
         expr = None
         for value, op in ((time_range.since, "ge"), (time_range.until, "lt")):
             if value is None:
@@ -114,7 +115,7 @@ class FileSource:
                 bound = pa.scalar(value, type=pa.timestamp("us", tz="UTC")).cast(t)
             else:
                 bound = pa.scalar(self.fields.numeric_time(value), type=pa.float64())
-            field = ds.field(self.fields.time)
+            field = ds.field(self.fields.time_field)
             cond = field >= bound if op == "ge" else field < bound
             expr = cond if expr is None else expr & cond
         return expr
@@ -136,7 +137,7 @@ class FileSource:
         dictionary-encoded: what the pipeline reads, in the form that is cheap to move."""
         columns, changed = [], False
         for name, col in zip(batch.schema.names, batch.columns):
-            if name == self.fields.key:
+            if name == self.fields.key_field:
                 if not pa.types.is_dictionary(col.type):
                     col, changed = pc.dictionary_encode(col), True
             elif pa.types.is_decimal(col.type):
@@ -209,7 +210,7 @@ class FileSource:
                 if batch.num_rows == 0:
                     continue
                 schema = schema or batch.schema
-                ids = shard_of(batch.column(self.fields.key))
+                ids = shard_of(batch.column(self.fields.key_field))
                 order = np.argsort(ids, kind="stable")
                 bounds = np.searchsorted(ids[order], np.arange(shards + 1))
                 grouped = batch.take(pa.array(order))
@@ -254,14 +255,14 @@ class FileSource:
                 schema = (pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes()))
                           if schema_file.exists() else self._projected_schema())
                 table = schema.empty_table()
-        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key, self.fields.time))
+        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key_field, self.fields.time_field))
 
     def _projected_schema(self) -> pa.Schema:
         schema = self.dataset().schema
         fields = []
         for name in self.fields.columns:
             f = schema.field(name)
-            if name == self.fields.key:
+            if name == self.fields.key_field:
                 if not pa.types.is_dictionary(f.type):
                     f = f.with_type(pa.dictionary(pa.int32(), f.type))
             elif pa.types.is_decimal(f.type):

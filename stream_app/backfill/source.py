@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from stream_app.backfill.estimate import DryRunReport
-from stream_app.backfill.fields import EventFields
 from stream_app.backfill.timerange import TimeRange
+from stream_app.event_fields import EventFields
 
 
 @dataclass

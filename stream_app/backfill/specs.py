@@ -22,9 +22,9 @@ from stream_app.backfill.alerts_sink import AlertsSink
 from stream_app.backfill.bigquery_clients import BigQueryClients
 from stream_app.backfill.bigquery_sink import BigQuerySink
 from stream_app.backfill.bigquery_source import BigQuerySource
-from stream_app.backfill.fields import EventFields
 from stream_app.backfill.file_source import FileSource
 from stream_app.backfill.parquet_sink import ParquetSink
+from stream_app.event_fields import EventFields
 
 ClientsFactory = Callable[[], BigQueryClients]
 

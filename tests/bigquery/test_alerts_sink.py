@@ -13,7 +13,7 @@ import pytest
 from stream_app.backfill import AlertsSink, EventFields, FileSource, LocalManifest, run_backfill
 
 pytestmark = pytest.mark.kafka
-FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
 
 
 async def consume_all(bootstrap: str, topic: str) -> list:

@@ -9,7 +9,7 @@ import pytest
 from stream_app.backfill import BigQuerySink, BigQuerySource, EventFields, LocalManifest, SinkError, run_backfill
 from stream_app.backfill.sink import RunInfo
 
-FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
 
 
 def read_table(bq_clients, table_id: str) -> pa.Table:

@@ -13,7 +13,7 @@ from stream_app.backfill import BigQuerySource, EventFields, SourceError, TimeRa
 from stream_app.backfill.errors import SessionExpiredError
 from stream_app.backfill.shard_task import read_with_retry
 
-FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
 
 
 def rows_of(table: pa.Table) -> Counter:

@@ -22,7 +22,7 @@ from stream_app.backfill.emulator import ENV_GRPC, ENV_PROJECT, ENV_REST
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
 
 
 class Worker:

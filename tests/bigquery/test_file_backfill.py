@@ -15,7 +15,7 @@ from stream_app.backfill import EventFields, FileSource, LocalManifest, ParquetS
 from stream_app.backfill.shards import FileShardFunction, key_shard
 from stream_app.backfill.sink import RunInfo
 
-FIELDS = EventFields(key="host", time="ts", values=("cpu",))
+FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
 
 
 def write_parts(table: pa.Table, directory, parts: int = 3) -> None:
