@@ -180,12 +180,11 @@ FeatureSpec = Annotated[
 
 def default_features(data: DataConfig | None = None) -> list:
     """The feature set used when the file has no [[features]] (hashed_categorical only when the
-    data declares categorical fields). Every kind but rolling_time: its time windows mostly
-    repeat what ewma (time-decayed) and event_rate say, and it costs the most per event (a
-    key's buckets are re-read whenever it enters a new bucket); configure it where wanted."""
+    data declares categorical fields): every kind, with its default parameters."""
     specs: list = [
         CountSpec(), TimeSinceLastSpec(), EventRateSpec(), CyclicalTimeSpec(), ImputeSpec(),
         DeltaSpec(), RateSpec(), WelfordSpec(), ZScoreSpec(), EwmaSpec(), RollingCountSpec(),
+        RollingTimeSpec(),
     ]
     if data is not None and data.categorical_fields:
         specs.append(HashedCategoricalSpec())

@@ -31,11 +31,11 @@ def test_toml_example_is_a_valid_config():
     assert "latency_ms.ewma_mean_h60s" not in engine.names        # ewma limited to fields=["cpu"]
 
 
-def test_default_set_has_59_outputs_for_two_values_and_a_category():
+def test_default_set_has_65_outputs_for_two_values_and_a_category():
     cfg = parse_config({"data": {"key_field": "k", "time_field": "t", "value_fields": ["a", "b"],
                                  "categorical_fields": ["c"]}})
     engine = FeatureEngine.from_config(cfg)
-    assert engine.n_features == 59
+    assert engine.n_features == 65
     assert [s.kind for s in engine.specs] == [
         "count", "time_since_last", "event_rate", "cyclical_time", "impute", "delta", "rate",
-        "welford", "zscore", "ewma", "rolling_count", "hashed_categorical"]
+        "welford", "zscore", "ewma", "rolling_count", "rolling_time", "hashed_categorical"]
