@@ -28,7 +28,7 @@ _LN10 = math.log(10.0)
 
 
 class TailEvidence:
-    NAMES = ("tail_top", "tail_n", "tail_min", "tail_mean")
+    NAMES = ("tail_top", "tail_n", "tail_min", "tail_slot", "tail_sum")
 
     def __init__(self, n_raw: int, k: int = 32, memory: float = 20000.0):
         if k < 2:
@@ -38,28 +38,38 @@ class TailEvidence:
 
     def layout(self) -> dict:
         s = self.n_raw
+        # top: the kept values; min/slot: the smallest one and where it is; sum: of the kept
+        # values that are real (the mean excess needs it once the tail is full)
         return {"tail_top": ((s, self.k), EMPTY), "tail_n": ((s,), 0.0),
-                "tail_min": ((s,), EMPTY), "tail_mean": ((s,), EMPTY)}
+                "tail_min": ((s,), EMPTY), "tail_slot": ((s,), 0.0), "tail_sum": ((s,), 0.0)}
 
     def step(self, state: dict, raw: np.ndarray) -> np.ndarray:
         """raw [n, S] float64 (NaN = no observation). Returns the evidence [n, S] (>= 0) of each
         raw value against the tail before it; then adds the values to the tails, in place."""
         top, count = state["tail_top"], state["tail_n"]
-        u, mean = state["tail_min"], state["tail_mean"]
-        seen = np.isfinite(raw)
-        above = seen & (raw > u)
-        beta = np.maximum(mean - u, 1e-9 * (np.abs(u) + 1e-12))
+        u, total = state["tail_min"], state["tail_sum"]
+        with np.errstate(invalid="ignore"):
+            above = raw > u                                     # NaN: False
+        full = count >= self.k
+        beta = np.maximum(total / self.k - u, 1e-9 * (np.abs(u) + 1e-12))
         n_eff = np.clip(count, self.k, self.memory)
-        x = np.log10(n_eff) - self._log_k + (raw - u) / (beta * _LN10)
-        evidence = np.where(above & (count >= self.k), x, 0.0)
-        count += seen
-        ki, si = np.nonzero(above)
-        if len(ki):
-            rows = top[ki, si]                                  # [m, K] copies
-            rows[np.arange(len(ki)), np.argmin(rows, axis=1)] = raw[ki, si]
-            top[ki, si] = rows
-            u[ki, si] = rows.min(axis=1)
-            mean[ki, si] = rows.mean(axis=1)
+        with np.errstate(invalid="ignore", over="ignore"):
+            x = np.log10(n_eff) - self._log_k + (raw - u) / (beta * _LN10)
+        evidence = np.where(above & full, x, 0.0)
+        count += np.isfinite(raw)
+        flat = np.flatnonzero(above)
+        if len(flat):
+            k = self.k
+            top2 = top.reshape(-1, k)                           # views of the (key, score) rows
+            u1, total1 = u.reshape(-1), total.reshape(-1)
+            slot1 = state["tail_slot"].reshape(-1)
+            r, old = raw.reshape(-1)[flat], u1[flat]
+            top2[flat, slot1[flat].astype(np.int64)] = r        # the new value evicts the min
+            total1[flat] += np.where(old > EMPTY, r - old, r)
+            rows = top2[flat]
+            new_slot = np.argmin(rows, axis=1)
+            u1[flat] = rows[np.arange(len(flat)), new_slot]
+            slot1[flat] = new_slot
         return evidence
 
     def get_config(self) -> dict:
