@@ -5,7 +5,7 @@
     ember report --scores scores.parquet --output report.png
     ember run-sample --output out/sample     # all of the above on the bundled sample stream
 
-Event files are CSV, Parquet or JSON Lines (see stream_app/files.py): malformed rows are
+Event files are CSV, Parquet or JSON Lines (see stream_app/files/): malformed rows are
 skipped and listed with their file and line; everything else is scored.
 """
 
