@@ -131,5 +131,6 @@ def test_backfill_scores_equal_streaming_scores(bq_clients, bq_dataset, events_t
     keys = sorted(stream)
     a, b = np.array([backfill[k] for k in keys]), np.array([stream[k] for k in keys])
     assert np.ptp(b) > 0.01, "degenerate scores would make parity trivial"
-    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    # float32 model core: the batched CfC path differs from the batch-1 path by ~1e-7
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     assert set(got.column("model_version").to_pylist()) == {pipeline.model_version}
