@@ -1,0 +1,318 @@
+"""The Faust app: consume events, score them per micro-batch, publish alerts, keep per-key state.
+
+One agent (concurrency 1) reads the events topic as raw bytes and takes micro-batches
+(``stream.take_events(batch_size, within=batch_max_wait_s)``). For each batch, the
+:class:`~stream_app.processor.BatchProcessor` decodes and validates, reads each key's state
+from the table, makes one ``Pipeline.step`` call, and returns the alerts, dead letters, optional
+score messages and new states; this module does the I/O:
+
+1. send alerts / scores / dead letters, and wait until the broker has them;
+2. only then write each key's new state into the table (RocksDB + changelog topic), once per
+   key per batch. The stored state records the offset of the last event it includes, so a
+   batch redelivered after a crash skips what the state already holds;
+3. leave the loop body: Faust acks the batch's events, and the periodic commit (which flushes
+   the producer first) moves the consumer offsets.
+
+Faust details this module works around (see docs/streaming.md):
+
+- Table reads and writes go to the RocksDB database and changelog partition of the *current
+  event*; a micro-batch mixes partitions, so before touching a key's state the agent makes an
+  event of that key's partition current (``faust.streams._current_event``).
+- In exactly-once mode Faust routes a send into a partition's transaction only for topics the
+  consumer subscribes to; outputs are therefore sent with the transactional id of their source
+  partition explicitly, so they commit (or abort) with that partition's offsets.
+- In exactly-once mode local RocksDB files may hold changes of an aborted transaction after a
+  crash: they are discarded at start and the state is restored from the committed changelog.
+- Exactly-once: a batch's outputs and state changes must share one transaction, but Faust
+  commits from a timer task that can run between two sends; commits are held off while a batch
+  sends (``_CommitGuard``), and the changelog records are sent by the agent, not buffered.
+- Concurrency stays 1: with more, Faust can commit an offset past messages still in flight.
+- Faust does not create the parent of ``datadir`` nor the source topics (``stream_app.worker``
+  does), and never decodes values (a decode error would stop the agent silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import _current_event  # see the module docstring
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import Metrics
+from .model_watch import ModelHolder, ModelLoadError
+from .processor import BatchOutput, BatchProcessor, InMessage, Limits
+from .settings import StreamSettings
+
+log = logging.getLogger(__name__)
+
+TABLE_NAME = "key-state"
+
+
+@dataclass
+class WorkerState:
+    """What the agent, the timers and the web views share."""
+
+    settings: StreamSettings
+    holder: ModelHolder
+    processor: BatchProcessor
+    metrics: Metrics
+    events_partitions: int
+    positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
+    last_batch_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+
+def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions: int) -> faust.App:
+    """Build the Faust app (not started). ``holder`` has a loaded pipeline."""
+    settings.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=settings.faust_credentials(),
+        store="rocksdb://",
+        datadir=str(settings.datadir),
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=events_partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="raw",
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        autodiscover=False,
+    )
+    if settings.exactly_once:
+        _discard_local_tables(app)
+    metrics = Metrics()
+    state = WorkerState(
+        settings=settings,
+        holder=holder,
+        processor=BatchProcessor(Limits.from_settings(settings), events_partitions),
+        metrics=metrics,
+        events_partitions=events_partitions,
+    )
+    metrics.set_model(str(holder.pipeline.model_version))
+    app.ember = state  # type: ignore[attr-defined]
+
+    events = app.topic(settings.events_topic, partitions=events_partitions,
+                       key_serializer="raw", value_serializer="raw")
+    table = app.Table(TABLE_NAME, default=None, partitions=events_partitions,
+                      key_type=bytes, value_type=bytes)  # app-wide serializers are "raw"
+    producer_for = _ProducerRouter(app, settings, events_partitions, table)
+
+    @app.agent(events, concurrency=1)
+    async def score(stream: faust.StreamT) -> None:
+        guard = _CommitGuard(app.consumer) if settings.exactly_once else None
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_max_wait_s):
+            if guard is None:
+                await _handle_batch(app, state, table, producer_for, batch)
+            else:
+                async with guard.lock:
+                    await _handle_batch(app, state, table, producer_for, batch)
+
+    if settings.model_poll_s > 0:
+        @app.timer(interval=settings.model_poll_s)
+        async def reload_model() -> None:
+            try:
+                changed = await holder.maybe_reload()
+            except ModelLoadError:
+                metrics.model_reload_errors.inc()
+                return
+            if changed:
+                metrics.model_reloads.inc()
+                metrics.set_model(str(holder.pipeline.model_version))
+
+    @app.timer(interval=2.0)
+    async def update_lag() -> None:
+        _update_lag(app, state)
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        assigned = sorted(tp.partition for tp in app.consumer.assignment()
+                          if tp.topic == settings.events_topic) if app.consumer else []
+        ok = app.agents.get(score.name) is not None and not app.should_stop
+        body = {
+            "status": "ok" if ok else "stopping",
+            "model_version": str(holder.pipeline.model_version),
+            "processing_guarantee": settings.processing_guarantee,
+            "assigned_partitions": assigned,
+            "positions": state.positions,
+            "last_batch_at": state.last_batch_at,
+            "uptime_s": round(time.time() - state.started_at, 1),
+        }
+        return web.json(body, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        _update_lag(app, state)
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    return app
+
+
+def _discard_local_tables(app: faust.App) -> None:
+    """Exactly-once: start from the changelog, never from local RocksDB files.
+
+    Faust writes table changes to RocksDB at once but commits their changelog records with the
+    transaction; after a SIGKILL the local files hold changes of an aborted transaction, and a
+    restart on them scores from a state that never became true (the SIGKILL test catches it).
+    The committed changelog is the truth, so the local copy is dropped at every start.
+    """
+    tabledir = Path(app.conf.tabledir)
+    if tabledir.exists():
+        log.warning("exactly-once: discarding local table files in %s; restoring from the changelog", tabledir)
+        shutil.rmtree(tabledir)
+
+
+class _CommitGuard:
+    """Exactly-once: no transaction commit in the middle of a batch.
+
+    Faust commits on a timer, from another task. A batch's sends (outputs, then changelog) yield
+    to the event loop between them, so a commit could land between a batch's outputs and its
+    state change: the outputs would commit, the state change would go with the next
+    transaction, and a crash would then rescore the batch from the old state (duplicates — found
+    by the SIGKILL test). Every commit path goes through ``force_commit``; it is wrapped to take
+    the same lock the agent holds while it sends one batch. (A batch's offsets may still commit
+    one transaction later than its state: the stored state's offset makes the replay skip it.)
+    """
+
+    def __init__(self, consumer: Any):
+        self.lock = asyncio.Lock()
+        original = consumer.force_commit
+
+        async def force_commit(*args: Any, **kwargs: Any) -> Any:
+            async with self.lock:
+                return await original(*args, **kwargs)
+
+        consumer.force_commit = force_commit
+
+
+class _ProducerRouter:
+    """Sends outputs through the right producer: in exactly-once mode, the transactional producer
+    of the *source* partition (Faust's id format ``{app id}-{group}-{partition}``)."""
+
+    def __init__(self, app: faust.App, settings: StreamSettings, partitions: int, table: Any):
+        self.app = app
+        self.settings = settings
+        self.partitions = partitions
+        self.changelog_topic = table.changelog_topic.get_topic_name()
+
+    def persisted(self, table: Any, metadata: Any) -> None:
+        """Record a changelog offset the local store holds (what Faust's send callback does), so
+        a restart on the same datadir replays the changelog only from there."""
+        tp = metadata.topic_partition
+        if self.settings.exactly_once:
+            self.app.tables.persist_offset_on_commit(table.data, tp, metadata.offset)
+        else:
+            table.data.set_persisted_offset(tp, metadata.offset)
+
+    def transactional_id(self, source_partition: int) -> str | None:
+        if not self.settings.exactly_once:
+            return None
+        group = self.app.assignor.group_for_topic(self.settings.events_topic)
+        return f"{self.app.conf.id}-{group}-{source_partition}"
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, source_partition: int) -> asyncio.Future:
+        # Outputs are co-partitioned with the events: the same partition number as their source,
+        # which for keyed events is also where Kafka's partitioner would put the key.
+        return await self.app.producer.send(
+            topic, key, value, source_partition, None, None,
+            transactional_id=self.transactional_id(source_partition),
+        )
+
+
+async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: _ProducerRouter,
+                        batch: list) -> None:
+    t0 = time.perf_counter()
+    s = state.settings
+    metrics = state.metrics
+    # One event per partition to stand for that partition when touching the table.
+    partition_event: dict[int, Any] = {}
+    messages = []
+    for ev in batch:
+        msg = ev.message
+        partition_event[msg.partition] = ev
+        messages.append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
+
+    def load_state(key: str, partition: int) -> bytes | None:
+        _current_event.set(weakref.ref(partition_event[partition]))
+        return table.get(key.encode())
+
+    pipeline = state.holder.pipeline  # one model for the whole batch, even if a reload lands
+    out: BatchOutput = state.processor.process(messages, pipeline, load_state)
+
+    outputs = []
+    for o in out.alerts:
+        outputs.append(await router.send(s.alerts_topic, o.key, o.value, o.source_partition))
+    for o in out.scores:
+        outputs.append(await router.send(s.scores_topic, o.key, o.value, o.source_partition))  # type: ignore[arg-type]
+    for o in out.dead_letters:
+        outputs.append(await router.send(s.dead_letter_topic, o.key, o.value, o.source_partition))
+    if not s.exactly_once and outputs:
+        # At-least-once: the outputs must be on the broker before any state that says they were
+        # produced (a restart skips events its stored state already holds).
+        await asyncio.gather(*outputs)
+        outputs = []
+    # The changelog records are sent here, awaited, and not through ``table[key] = value``:
+    # Faust buffers that send and, in exactly-once mode, can commit the batch's offsets before
+    # the buffered record is produced, so the state change lands in the next transaction and
+    # is lost with it in a crash (found by the SIGKILL test). Here it joins the outputs' transaction.
+    changelog = []
+    for key, partition, value in out.states:
+        changelog.append((partition, await router.send(router.changelog_topic, key.encode(), value, partition)))
+    await asyncio.gather(*outputs, *(f for _, f in changelog))
+    for key, partition, value in out.states:
+        _current_event.set(weakref.ref(partition_event[partition]))
+        table.data[key.encode()] = value  # the local RocksDB copy (Faust's store for that partition)
+    _current_event.set(None)
+    for partition, fut in changelog:
+        router.persisted(table, fut.result())
+
+    for ev in batch:
+        state.positions[ev.message.partition] = ev.message.offset
+    state.last_batch_at = time.time()
+    metrics.events.inc(out.events_in)
+    metrics.scored.inc(out.scored)
+    metrics.alerts.inc(len(out.alerts))
+    metrics.replayed.inc(out.skipped_replayed)
+    metrics.late.inc(out.late)
+    for reason in out.dead_letter_reasons:
+        metrics.dead_letters.labels(reason=reason).inc()
+    metrics.batches.inc()
+    metrics.step_seconds.observe(out.step_seconds)
+    metrics.batch_seconds.observe(time.perf_counter() - t0)
+    metrics.last_batch.set(state.last_batch_at)
+
+
+def _update_lag(app: faust.App, state: WorkerState) -> None:
+    consumer = app.consumer
+    if consumer is None:
+        return
+    try:
+        assignment = consumer.assignment()
+    except Exception:
+        return
+    for tp in assignment:
+        if tp.topic != state.settings.events_topic:
+            continue
+        hw = consumer.highwater(tp)
+        pos = state.positions.get(tp.partition)
+        if hw is None or pos is None:
+            continue
+        state.metrics.lag.labels(partition=str(tp.partition)).set(max(hw - pos - 1, 0))

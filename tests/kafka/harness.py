@@ -1,0 +1,151 @@
+"""Worker subprocesses and topic reading for the streaming integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream_app.broker import free_port
+from stream_app.produce import read_topic
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS_KAFKA = Path(__file__).resolve().parent
+
+
+@dataclass
+class Topics:
+    events: str
+    alerts: str
+    dlq: str
+    scores: str
+
+
+@dataclass
+class WorkerProc:
+    """``python -m stream_app.worker`` in a subprocess with its own datadir, port and log."""
+
+    env: dict[str, str]
+    datadir: Path
+    log_path: Path
+    web_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProc":
+        env = dict(os.environ)
+        env.update(self.env)
+        env["EMBER_DATADIR"] = str(self.datadir)
+        env["EMBER_WEB_PORT"] = str(self.web_port)
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS_KAFKA), str(REPO), env.get("PYTHONPATH", "")])
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.worker"], cwd=REPO, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except Exception:
+            return None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def wait_assigned(self, timeout_s: float = 90.0, partitions: int | None = None) -> list[int]:
+        """Wait until the worker holds partitions (``partitions`` of them, if given)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check_alive()
+            h = self.health()
+            if h and h["assigned_partitions"] and (partitions is None or len(h["assigned_partitions"]) == partitions):
+                return h["assigned_partitions"]
+            time.sleep(0.3)
+        raise AssertionError(f"worker got no partitions in {timeout_s} s; log:\n{self.tail()}")
+
+    def processed(self) -> int:
+        h = self.health()
+        return sum(int(v) + 1 for v in h["positions"].values()) if h else 0
+
+    def check_alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise AssertionError(f"worker exited ({self.proc and self.proc.returncode}); log:\n{self.tail()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def tail(self, n: int = 6000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+def worker_env(bootstrap: str, topics: Topics, model_dir: Path, group: str, **extra: Any) -> dict[str, str]:
+    env = {
+        "EMBER_KAFKA_BOOTSTRAP": bootstrap,
+        "EMBER_APP_ID": group,
+        "EMBER_EVENTS_TOPIC": topics.events,
+        "EMBER_ALERTS_TOPIC": topics.alerts,
+        "EMBER_DEAD_LETTER_TOPIC": topics.dlq,
+        "EMBER_SCORES_TOPIC": topics.scores,
+        "EMBER_MODEL_DIR": str(model_dir),
+        "EMBER_PIPELINE_LOADER": "fake_pipeline:load",
+        "EMBER_SESSION_TIMEOUT_S": "6",
+        "EMBER_HEARTBEAT_INTERVAL_S": "0.5",
+        "EMBER_COMMIT_INTERVAL_S": "0.5",
+        "EMBER_MODEL_POLL_S": "1",
+        "EMBER_LOG_LEVEL": "INFO",
+    }
+    env.update({f"EMBER_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+def read_json(bootstrap: str, topic: str, *, committed: bool = False, expect: int | None = None,
+              idle_s: float = 2.0, timeout_s: float = 120.0) -> list[Any]:
+    msgs = asyncio.run(read_topic(bootstrap, topic, expect=expect, idle_s=idle_s, timeout_s=timeout_s,
+                                  isolation_level="read_committed" if committed else "read_uncommitted"))
+    return [json.loads(m.value) for m in msgs]
+
+
+def scores_by_event(score_messages: list[list[dict]]) -> dict[tuple[str, float], list[float]]:
+    """(key, time) → every score seen for it (more than one = a duplicate)."""
+    out: dict[tuple[str, float], list[float]] = {}
+    for batch in score_messages:
+        for s in batch:
+            out.setdefault((s["key"], s["time"]), []).append(s["score"])
+    return out
+
+
+def wait_for(predicate, timeout_s: float, what: str, every: float = 0.3, workers=()):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for w in workers:
+            w.check_alive()
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    logs = "\n".join(w.tail(3000) for w in workers)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
