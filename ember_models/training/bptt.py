@@ -19,13 +19,13 @@ The model contract (a liquid sequence model, or anything shaped like it)::
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 from .. import ops
 from ..nn import Module
 from ..optim import Adam
-from .result import EarlyStopping, TrainResult, progress_bar, snapshot
+from .epochs import run_epochs
+from .result import TrainResult
 
 
 def mse(pred, target):
@@ -126,53 +126,39 @@ def train_bptt(model: Module, x, dt, y, *, epochs: int = 20, batch_size: int = 3
         return loss_fn(pred[:, -1] if last_only else pred, yc)
 
     value_and_grad = ops.value_and_grad(chunk_loss)
+
+    def train_epoch(epoch: int) -> float:
+        order = rng.permutation(n)
+        total, count = 0.0, 0
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            xb, db, yb = ops.take(x, idx), ops.take(dt, idx), ops.take(y, idx)
+            state = None
+            for t0 in range(0, steps, chunk):
+                xc, dc = xb[:, t0:t0 + chunk], db[:, t0:t0 + chunk]
+                if last_only and t0 + chunk < steps:   # no target here: just advance
+                    _, state = forward(model, xc, dc, state)
+                    state = _detach(state)
+                    continue
+                yc = yb if last_only else yb[:, t0:t0 + chunk]
+                value, grads = value_and_grad(dict(model.named_parameters()), xc, dc, yc, state)
+                optimizer.step(grads)
+                state = _detach(carried.pop("state"))
+                total += float(ops.item(value))
+                count += 1
+        return total / count
+
+    def val_loss() -> float:
+        model.eval()
+        try:
+            return sequence_loss(model, *val, loss=loss_fn, forward=forward,
+                                 batch_size=max(batch_size, 256))
+        finally:
+            model.train()
+
     result = TrainResult(seed=seed, loss_name=loss if isinstance(loss, str) else
                          getattr(loss, "__name__", "loss"))
-    stopper = EarlyStopping(patience, min_delta)
-    best = None
-    started = time.perf_counter()
-    bar = progress_bar(int(epochs), f"BPTT {type(model).__name__}", progress)
-    try:
-        for epoch in range(int(epochs)):
-            order = rng.permutation(n)
-            total, count = 0.0, 0
-            for s in range(0, n, batch_size):
-                idx = order[s:s + batch_size]
-                xb, db, yb = ops.take(x, idx), ops.take(dt, idx), ops.take(y, idx)
-                state = None
-                for t0 in range(0, steps, chunk):
-                    xc, dc = xb[:, t0:t0 + chunk], db[:, t0:t0 + chunk]
-                    if last_only and t0 + chunk < steps:   # no target here: just advance
-                        _, state = forward(model, xc, dc, state)
-                        state = _detach(state)
-                        continue
-                    yc = yb if last_only else yb[:, t0:t0 + chunk]
-                    value, grads = value_and_grad(dict(model.named_parameters()), xc, dc, yc, state)
-                    optimizer.step(grads)
-                    state = _detach(carried.pop("state"))
-                    total += float(ops.item(value))
-                    count += 1
-            result.train_loss.append(total / count)
-            monitored = result.train_loss[-1]
-            if val is not None:
-                model.eval()
-                result.val_loss.append(sequence_loss(model, *val, loss=loss_fn, forward=forward,
-                                                     batch_size=max(batch_size, 256)))
-                model.train()
-                monitored = result.val_loss[-1]
-            result.epochs_run = epoch + 1
-            if stopper.update(epoch, monitored) and restore_best:
-                best = snapshot(model)
-            bar.update(1)
-            bar.set_postfix(train=f"{result.train_loss[-1]:.4g}",
-                            **({"val": f"{result.val_loss[-1]:.4g}"} if val is not None else {}))
-            if stopper.should_stop:
-                result.stopped_early = epoch + 1 < int(epochs)
-                break
-    finally:
-        bar.close()
-    if restore_best and best is not None:
-        model.load_state_dict(best)
-    result.best_epoch, result.best_loss = stopper.best_epoch, stopper.best_loss
-    result.seconds = time.perf_counter() - started
-    return result
+    return run_epochs(model, result, epochs=epochs, train_epoch=train_epoch,
+                      val_loss=None if val is None else val_loss, patience=patience,
+                      min_delta=min_delta, restore_best=restore_best,
+                      desc=f"BPTT {type(model).__name__}", progress=progress)

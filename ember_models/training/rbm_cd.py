@@ -8,12 +8,11 @@ on the validation set after each epoch.
 """
 from __future__ import annotations
 
-import time
-
 from .. import ops
 from ..batches import as_batch_source
 from ..rbm import RBM
-from .result import EarlyStopping, TrainResult, progress_bar, snapshot
+from .epochs import run_epochs
+from .result import TrainResult
 
 
 def rbm_loss(rbm: RBM, x, batch_size: int = 4096) -> float:
@@ -45,30 +44,6 @@ def train_rbm(rbm: RBM, data, *, epochs: int = 50, val=None, patience: int | Non
     if val is not None:
         val = ops.asarray(val, dtype=rbm.dtype)
     result = TrainResult(seed=rbm.seed, loss_name="reconstruction_error")
-    stopper = EarlyStopping(patience, min_delta)
-    best = None
-    started = time.perf_counter()
-    bar = progress_bar(int(epochs), "RBM (CD)", progress)
-    try:
-        for epoch in range(int(epochs)):
-            result.train_loss.append(rbm.fit_epoch(source, epoch))
-            monitored = result.train_loss[-1]
-            if val is not None:
-                result.val_loss.append(rbm_loss(rbm, val))
-                monitored = result.val_loss[-1]
-            result.epochs_run = epoch + 1
-            if stopper.update(epoch, monitored) and restore_best:
-                best = snapshot(rbm)
-            bar.update(1)
-            bar.set_postfix(train=f"{result.train_loss[-1]:.4g}",
-                            **({"val": f"{result.val_loss[-1]:.4g}"} if val is not None else {}))
-            if stopper.should_stop:
-                result.stopped_early = epoch + 1 < int(epochs)
-                break
-    finally:
-        bar.close()
-    if restore_best and best is not None:
-        rbm.load_state_dict(best)
-    result.best_epoch, result.best_loss = stopper.best_epoch, stopper.best_loss
-    result.seconds = time.perf_counter() - started
-    return result
+    return run_epochs(rbm, result, epochs=epochs, train_epoch=lambda epoch: rbm.fit_epoch(source, epoch),
+                      val_loss=None if val is None else lambda: rbm_loss(rbm, val), patience=patience,
+                      min_delta=min_delta, restore_best=restore_best, desc="RBM (CD)", progress=progress)
