@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stream_app.backfill.bigquery_clients import BigQueryClients
-from stream_app.backfill.bigquery_source import parse_table_id, quote, run_suffix
+from stream_app.backfill.bigquery_names import NamedTable, quote, run_suffix
 from stream_app.backfill.errors import SinkError
 from stream_app.backfill.sink import RunInfo
 
@@ -45,21 +45,14 @@ def _bq_type(arrow_type: pa.DataType, column: str) -> str:
     raise SinkError(f"scores column {column!r} has type {arrow_type}, which has no BigQuery column type here")
 
 
-class BigQuerySink:
+class BigQuerySink(NamedTable):
     needs_alerts = False
 
     def __init__(self, table: str, clients: BigQueryClients, retries: int = 5) -> None:
         self.clients = clients
-        self.project, self.dataset, self.table = parse_table_id(table, clients.project)
+        self._name_table(table, clients.project)
         self.retries = retries
         self._ready = False
-
-    @property
-    def table_id(self) -> str:
-        return f"{self.project}.{self.dataset}.{self.table}"
-
-    def describe(self) -> str:
-        return f"bigquery://{self.project}/{self.dataset}/{self.table}"
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "bigquery", "table": self.table_id, "retries": self.retries}

@@ -19,12 +19,12 @@ description still carries the same query fingerprint.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import pyarrow as pa
 
 from stream_app.backfill.bigquery_clients import BigQueryClients
+from stream_app.backfill.bigquery_names import NamedTable, quote, run_suffix
 from stream_app.backfill.estimate import DryRunReport, query_cost, read_cost, scoring_seconds
 from stream_app.backfill.errors import SessionExpiredError, SourceError
 from stream_app.backfill.fields import check_bigquery_schema
@@ -33,26 +33,8 @@ from stream_app.backfill.source import ScanPlan
 from stream_app.backfill.timerange import TimeRange
 from stream_app.event_fields import EventFields
 
-_TABLE_ID = re.compile(r"^(?:([a-z0-9][a-z0-9\-.:]*[a-z0-9])\.)?([A-Za-z0-9_]+)\.([A-Za-z0-9_\-$]+)$")
 
-
-def parse_table_id(table: str, default_project: str) -> tuple[str, str, str]:
-    """``project.dataset.table`` or ``dataset.table`` -> (project, dataset, table)."""
-    m = _TABLE_ID.match(table.strip().strip("`"))
-    if not m:
-        raise SourceError(f"{table!r} is not a BigQuery table id (expected project.dataset.table)")
-    return m.group(1) or default_project, m.group(2), m.group(3)
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "") + "`"
-
-
-def run_suffix(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", run_id)
-
-
-class BigQuerySource:
+class BigQuerySource(NamedTable):
     def __init__(
         self,
         table: str,
@@ -63,19 +45,12 @@ class BigQuerySource:
         max_read_streams: int = 1,
     ) -> None:
         self.clients = clients
-        self.project, self.dataset, self.table = parse_table_id(table, clients.project)
+        self._name_table(table, clients.project)
         self.fields = fields
         self.staging_dataset = staging_dataset or self.dataset
         self.staging_hours = int(staging_hours)
         self.max_read_streams = int(max_read_streams)
         self._types: dict[str, str] | None = None
-
-    @property
-    def table_id(self) -> str:
-        return f"{self.project}.{self.dataset}.{self.table}"
-
-    def describe(self) -> str:
-        return f"bigquery://{self.project}/{self.dataset}/{self.table}"
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "bigquery", "table": self.table_id, "fields": self.fields.to_dict(),
