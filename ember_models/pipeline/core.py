@@ -97,8 +97,8 @@ class DetectorCore:
         st["std_var"] = (1.0 - a) * (var + a * dlt * dlt)
         u32 = ops.astype(u, "float32")
         # 2. prediction error of the motor layer (it predicted u from the state before)
-        h = st["liquid"]
-        outs = self.branch_outputs(ops.astype(h, "float32"))
+        h = st["liquid"]                          # float32 while a batch runs (see Pipeline._run)
+        outs = self.branch_outputs(h)
         err = u - ops.astype(self.motor(outs), "float64")
         err_var = st["err_var"]
         st["err_var"] = ops.where(ops.expand_dims(seen_any, 1),
@@ -111,8 +111,7 @@ class DetectorCore:
                             (dt - dt_mean), ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.clip(ts, 0.0, 100.0)
-        _, h_new = self.liquid.step(u32, ops.astype(h, "float32"),
-                                    ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
+        _, h_new = self.liquid.step(u32, h, ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
         st["dt_mean"], st["last_t"] = dt_mean, t
         # 4. RBM free energy, label head; the values, both directions
         fe = ops.astype(self.rbm.free_energy(u32), "float64")
@@ -136,7 +135,7 @@ class DetectorCore:
         st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
                                                 "float64"),
                                 ops.maximum(st["quiet"] - 1.0, 0.0))
-        st["liquid"] = ops.astype(h_new, "float64")
+        st["liquid"] = h_new
         st["n_seen"] = n_seen + 1.0
         rows = (outs, u32, seen_any, outs_after) if learn else None
         return score, alert, dev, evidence, rows

@@ -166,6 +166,7 @@ class Pipeline:
         # the tail statistics stay NumPy (updated in place); the rest lives on the backend
         st = {k: (v if k in TailEvidence.NAMES else ops.from_numpy(v))
               for k, v in core.layout.split(rows).items()}
+        st["liquid"] = ops.astype(st["liquid"], "float32")   # the reservoir computes in float32
         collected = []
         n_keys = len(grid.keys)
         for t in range(grid.steps):
@@ -190,7 +191,8 @@ class Pipeline:
                 d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
                 for i in np.flatnonzero(a_np):
                     found[int(idx[i])] = (d_np[i], e_np[i], feats[idx[i]])
-        final = core.layout.join({k: ops.to_numpy(v) for k, v in st.items()}) if n_keys else None
+        final = (core.layout.join({k: np.asarray(ops.to_numpy(v), np.float64)
+                                   for k, v in st.items()}) if n_keys else None)
         run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted,
                    code)
         run.learned = self.learner.collect(collected, n) if learn else None
