@@ -106,5 +106,16 @@ class EventFields:
         col = table.column(self.time_field)
         if self.time_unit == "s" or pa.types.is_timestamp(col.type):
             return table
+        secs = epoch_seconds(col.cast(pa.float64()).to_numpy(), self.time_unit)
         return table.set_column(table.schema.get_field_index(self.time_field), self.time_field,
-                                epoch_seconds(col, self.time_unit))
+                                self.model_time_column(secs))
+
+    def model_time_column(self, secs) -> pa.Array:
+        """Float epoch seconds as the time column the model reads: float64 seconds when the
+        config's ``time_unit`` is ``s``; otherwise a UTC timestamp, because the model reads a
+        numeric time column in ``time_unit`` and would scale seconds a second time (the
+        streaming driver hands over the same)."""
+        secs = np.asarray(secs, dtype=np.float64)
+        if self.time_unit == "s":
+            return pa.array(secs, pa.float64())
+        return pa.array(np.round(secs * 1e6).astype(np.int64), pa.timestamp("us", "UTC"))

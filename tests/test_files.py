@@ -134,7 +134,11 @@ def test_time_forms_and_units(tmp_path):
     assert table.column("time").to_pylist() == [T0 + 0.25, T0 + 1, T0 + 2, T0 + 3.5]
     path = _write(tmp_path / "ms.csv", "service,time,requests,latency_ms,status\na,1709510400250,1,1,ok\n")
     ms = EventFields("service", "time", ("requests", "latency_ms"), ("status",), time_unit="ms")
-    assert read_events(path, ms)[0].column("time").to_pylist() == [T0 + 0.25]
+    # another unit than seconds reaches the model as a UTC timestamp (a number would be read in
+    # the config's unit, so seconds would be scaled twice)
+    col = read_events(path, ms)[0].column("time")
+    assert pa.types.is_timestamp(col.type)
+    assert col.cast(pa.int64()).to_pylist() == [int((T0 + 0.25) * 1e6)]
 
 
 def test_file_level_errors_name_the_file_and_column(tmp_path):
@@ -213,17 +217,18 @@ def test_blank_lines_and_a_bad_value_in_an_otherwise_clean_csv(tmp_path):
 
 
 def test_numeric_times_read_as_the_backfill_and_the_stream_read_them(tmp_path):
-    """One conversion of epoch numbers in time_unit: the file reader gives the same floats as
-    the backfill sources (EventFields.time_in_seconds), to the last bit."""
+    """One conversion of epoch numbers in time_unit: the file reader gives the same times as
+    the backfill sources (EventFields.time_in_seconds), to the last bit, as the UTC timestamps
+    the model reads (exact here: whole milliseconds)."""
     from stream_app.event_fields import epoch_seconds
     millis = np.arange(1709510400000, 1709510400000 + 2000, 7, dtype=np.int64)
     assert np.any(millis / 1000 != millis * 1e-3)          # the two roundings differ on these
     ms = EventFields("service", "time", ("requests",), time_unit="ms")
     path = _write(tmp_path / "ms.csv", "service,time,requests\n" + "".join(f"a,{t},1\n" for t in millis))
-    from_file = read_events(path, ms)[0].column("time").to_numpy()
-    from_backfill = ms.time_in_seconds(pa.table({"time": millis})).column("time").to_numpy()
+    from_file = read_events(path, ms)[0].column("time").cast(pa.int64()).to_numpy()
+    from_backfill = ms.time_in_seconds(pa.table({"time": millis})).column("time").cast(pa.int64()).to_numpy()
     np.testing.assert_array_equal(from_file, from_backfill)
-    np.testing.assert_array_equal(from_file, epoch_seconds(millis.astype(np.float64), "ms"))
+    np.testing.assert_array_equal(from_file, millis * 1000)       # microseconds
     assert epoch_seconds(1500.0, "ms") == 1.5 and ms.numeric_time(datetime.fromtimestamp(2, timezone.utc)) == 2000.0
 
 

@@ -46,7 +46,7 @@ def convert(columns, lines, bad_lines, fields: EventFields, file: str, unit: str
     flag(time_absent, f"missing field {fields.time_field!r}")
     flag(time_bad, lambda i: f"{fields.time_field}: cannot read {_show(col[i])} as a time "
                              f"(ISO 8601 or epoch {fields.time_unit})")
-    out[fields.time_field] = pa.array(times, pa.float64())
+    out[fields.time_field] = fields.model_time_column(times)
 
     # values
     for name in fields.value_fields:
