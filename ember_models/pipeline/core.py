@@ -107,8 +107,9 @@ class DetectorCore:
         # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
         dt = ops.where(seen_any, ops.maximum(t - st["last_t"], 0.0), ops.zeros_like(t))
         dt_mean = st["dt_mean"]
-        dt_mean = ops.where(n_seen > 1.5, dt_mean + ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01) *
-                            (dt - dt_mean), ops.where(seen_any, dt, dt_mean))
+        a_dt = ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01)
+        dt_mean = ops.where(n_seen > 1.5, dt_mean + a_dt * (dt - dt_mean),
+                            ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.clip(ts, 0.0, 100.0)
         _, h_new = self.liquid.step(u32, h, ops.astype(ops.reshape(ts, (-1, 1)), "float32"))

@@ -51,11 +51,12 @@ class _Run:
     values: np.ndarray
     score: np.ndarray
     alert: np.ndarray
-    details: dict[int, tuple]           # input row → (deviations, evidence, features), alerts only
+    details: dict[int, tuple]           # alert rows only: row → (deviations, evidence, features)
     feature_state: dict | None          # engine state after the batch, rows = grid keys
     state: np.ndarray | None            # detector rows after the batch, rows = grid keys
     restarted: list[str]
     code: np.ndarray | None = None      # input row → grid key
+    learned: dict | None = None         # rows for the global models (learn=True)
 
 
 class Pipeline:
@@ -242,7 +243,8 @@ class Pipeline:
         from .alerts import alert_record
         if not run.details:
             return []
-        return [alert_record(self, run.grid.keys[run.code[row]], float(run.times[row]), float(run.score[row]),
+        return [alert_record(self, run.grid.keys[run.code[row]], float(run.times[row]),
+                             float(run.score[row]),
                              run.values[row], *run.details[row])
                 for row in sorted(run.details)]
 

@@ -33,7 +33,8 @@ class RidgeStats:
         self.rows = decay * self.rows + m
 
     def solve(self):
-        """(weights [n_in, n_out], bias [n_out]) minimising ‖Xw + b - Y‖² + ridge·‖w‖²."""
+        """(weights [n_in, n_out], bias [n_out]) minimising
+        ‖Xw + b - Y‖² + ridge·‖w‖²."""
         p = self.n_in + 1
         pen = ops.ones((p,), "float64") * self.ridge
         pen = ops.concatenate([pen[:-1], ops.zeros((1,), "float64")])
