@@ -23,6 +23,7 @@ from typing import Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .. import model_file, ops
 from ..config import EmberConfig, parse_config
@@ -94,11 +95,17 @@ class Pipeline:
 
     # ---- learning ---------------------------------------------------------------------------
     def fit(self, history: pa.Table, labels=None) -> "Pipeline":
-        """Fit the global models on a history (any keys, each key in time order): the motor
+        """Fit the global models on a history (any keys, any order): the motor
         readout (predict each event's standardised features from the reservoir), the RBM
         (free energy of the standardised features), and with ``labels`` (a column name of
         ``history`` or an array, 1 = anomaly) a label head on the reservoir."""
         lab = self._labels(history, labels)
+        # The fitted models must not depend on how the history's keys are interleaved (a
+        # BigQuery read groups by key, a file is in time order): learn in (key, time) order.
+        order = pc.sort_indices(history, sort_keys=[(self.config.key_field, "ascending"),
+                                                    (self.config.time_field, "ascending")])
+        history = history.take(order)
+        lab = None if lab is None else lab[order.to_numpy()]
         run = self._run(history, {}, learn=True)
         self.learner.fit(run.learned, lab, self.settings.rbm_epochs)
         self.model_version = self._compute_version()
