@@ -16,5 +16,16 @@ def main():
 cli_model.register(main)
 cli_backfill.register(main)
 
+
+@main.command("nab")
+@click.argument("data_file", required=False, default="-")
+def nab(data_file):
+    """The NAB detector contract: one NAB CSV (timestamp,value) in (a file, or stdin when
+    DATA_FILE is '-' or left out), one anomaly score in [0, 1] per row out, learning online
+    with no look-ahead."""
+    from ember_models.nab import main as nab_main
+
+    raise SystemExit(nab_main([data_file]))
+
 if __name__ == "__main__":
     main()
