@@ -68,8 +68,10 @@ def ember_epoch_seconds(x: np.ndarray, n_hidden: int, batch_size: int, backend: 
     from ember_models.rbm import RBM
     with using_backend(backend):
         data = ops.from_numpy(x)                 # data already on the backend, as in training
+        # the same algorithm as scikit-learn's BernoulliRBM: no momentum, no weight decay
+        # (ember's defaults are 0.5 and 1e-4; sklearn has neither)
         rbm = RBM(x.shape[1], n_hidden, k=1, persistent=persistent, lr=0.05,
-                  batch_size=batch_size, seed=seed)
+                  batch_size=batch_size, seed=seed, momentum=0.0, weight_decay=0.0)
         start = time.perf_counter()
         rbm.fit(data, epochs=1)
         ops.item(ops.sum(rbm.weight))            # mlx is lazy: make sure the work is done
