@@ -24,7 +24,7 @@ from .. import ops
 from ..model_file import register
 from ..nn import ModuleList, Parameter
 from . import init
-from .cell import LiquidCell
+from .cell import LiquidCell, as_ts
 from .plan_cache import tracked
 
 UNITS = ("steps", "seconds")
@@ -115,7 +115,15 @@ class MultiStrideLiquid(LiquidCell):
         return plans, self.motor_w, self.motor_b, ops.from_numpy(
             np.asarray(self.strides, np.float32).reshape(1, -1))
 
-    def _run(self, plan, x, h, ts):
+    def next_state(self, x, h, dt=1.0):
+        """``step`` without the motor layer: the new state alone, for callers that read the
+        branches' outputs themselves (the pipeline's readout) and would discard ``y``."""
+        plan = self._build_plan() if self.training else self._plan()
+        if getattr(dt, "ndim", 0) != 2:
+            dt = as_ts(dt, ops.shape(x)[0])
+        return self._run(plan, x, h, dt, motor=False)[1]
+
+    def _run(self, plan, x, h, ts, motor: bool = True):
         plans, motor_w, motor_b, strides = plan
         k, f, book, offs = len(plans), self.input_size, self._book, self._offsets
         mean_pool = self.pool == "mean"
@@ -139,9 +147,10 @@ class MultiStrideLiquid(LiquidCell):
                     s = ops.where(d, new, s)
                 sums.append(ops.where(d, 0.0 * pooled, pooled) if mean_pool else h[:, s0:s0 + f])
             states.append(s)
-            outs.append(cell.output(s))
+            if motor:
+                outs.append(cell.output(s))
         zero_k = 0.0 * count
         count = ops.where(due, zero_k, count)
         elapsed = ops.where(due, zero_k, elapsed)
-        y = ops.matmul(ops.concatenate(outs, axis=1), motor_w) + motor_b
+        y = ops.matmul(ops.concatenate(outs, axis=1), motor_w) + motor_b if motor else None
         return y, ops.concatenate(states + [count, elapsed] + sums, axis=1)

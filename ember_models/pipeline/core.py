@@ -77,7 +77,8 @@ class DetectorCore:
         """st: the n keys' state (name → backend array, replaced in the dict); t [n] epoch
         seconds; x [n, V] values (NaN = missing); f [n, d] features (float32).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
-        level, in its standard deviations), evidence [n, S], learn_rows) where
+        level, in its standard deviations; None when no key alerts), evidence [n, S],
+        learn_rows) where
         learn_rows = (reservoir outputs before the event [n, n_out], targets u [n, d],
         valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
         s = self.settings
@@ -89,8 +90,6 @@ class DetectorCore:
         mean = ops.where(ops.expand_dims(seen_any, 1), mean, f64)
         sd = ops.sqrt(var) + 1e-6 * (1.0 + ops.abs(mean))
         u = ops.clip((f64 - mean) / sd, -s.clip, s.clip)
-        # for alert reasons: unclipped, and a change of 10 % of the usual level counts as 1
-        dev = (f64 - mean) / ops.maximum(sd, 0.1 * ops.abs(mean))
         a = ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1)
         dlt = f64 - mean
         st["std_mean"] = mean + a * dlt
@@ -112,7 +111,7 @@ class DetectorCore:
                             ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.clip(ts, 0.0, 100.0)
-        _, h_new = self.liquid.step(u32, h, ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
+        h_new = self.liquid.next_state(u32, h, ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
         st["dt_mean"], st["last_t"] = dt_mean, t
         # 4. RBM free energy, label head; the values, both directions
         fe = ops.astype(self.rbm.free_energy(u32), "float64")
@@ -136,6 +135,10 @@ class DetectorCore:
         st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
                                                 "float64"),
                                 ops.maximum(st["quiet"] - 1.0, 0.0))
+        # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
+        # usual level counts as 1
+        dev = ((f64 - mean) / ops.maximum(sd, 0.1 * ops.abs(mean))
+               if ops.item(ops.max(ops.astype(alert, "int32"))) else None)
         st["liquid"] = h_new
         st["n_seen"] = n_seen + 1.0
         rows = (outs, u32, seen_any, outs_after) if learn else None

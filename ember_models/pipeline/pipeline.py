@@ -102,8 +102,15 @@ class Pipeline:
         lab = self._labels(history, labels)
         # The fitted models must not depend on how the history's keys are interleaved (a
         # BigQuery read groups by key, a file is in time order): learn in (key, time) order.
-        order = pc.sort_indices(history, sort_keys=[(self.config.key_field, "ascending"),
-                                                    (self.config.time_field, "ascending")])
+        kf, tf = self.config.key_field, self.config.time_field
+        if kf not in history.column_names or tf not in history.column_names:
+            raise ValueError(f"fit: the history needs the key column {kf!r} and the time "
+                             f"column {tf!r}, it has {history.column_names}")
+        key = history.column(kf)
+        if pa.types.is_dictionary(key.type):      # Arrow cannot sort dictionaries: by value
+            key = key.cast(key.type.value_type)
+        order = pc.sort_indices(pa.table({"k": key, "t": history.column(tf)}),
+                                sort_keys=[("k", "ascending"), ("t", "ascending")])
         history = history.take(order)
         lab = None if lab is None else lab[order.to_numpy()]
         run = self._run(history, {}, learn=True)

@@ -50,26 +50,33 @@ class TailEvidence:
         u, total = state["tail_min"], state["tail_sum"]
         with np.errstate(invalid="ignore"):
             above = raw > u                                     # NaN: False
-        full = count >= self.k
-        beta = np.maximum(total / self.k - u, 1e-9 * (np.abs(u) + 1e-12))
-        n_eff = np.clip(count, self.k, self.memory)
-        with np.errstate(invalid="ignore", over="ignore"):
-            x = np.log10(n_eff) - self._log_k + (raw - u) / (beta * _LN10)
-        evidence = np.where(above & full, x, 0.0)
-        count += np.isfinite(raw)
+        # Only the pairs above their kept tail have evidence or touch the tail: once keys are
+        # warm that is K/n of them, so the arithmetic runs on those alone (same formulas).
         flat = np.flatnonzero(above)
-        if len(flat):
-            k = self.k
-            top2 = top.reshape(-1, k)                           # views of the (key, score) rows
-            u1, total1 = u.reshape(-1), total.reshape(-1)
-            slot1 = state["tail_slot"].reshape(-1)
-            r, old = raw.reshape(-1)[flat], u1[flat]
-            top2[flat, slot1[flat].astype(np.int64)] = r        # the new value evicts the min
-            total1[flat] += np.where(old > EMPTY, r - old, r)
-            rows = top2[flat]
-            new_slot = np.argmin(rows, axis=1)
-            u1[flat] = rows[np.arange(len(flat)), new_slot]
-            slot1[flat] = new_slot
+        n_before = count.reshape(-1)[flat]
+        count += np.isfinite(raw)
+        evidence = np.zeros(raw.shape)
+        if not len(flat):
+            return evidence
+        k = self.k
+        u1, total1 = u.reshape(-1), total.reshape(-1)
+        r, old = raw.reshape(-1)[flat], u1[flat]
+        full = n_before >= k
+        if full.any():
+            hit, r_h, u_h = flat[full], r[full], old[full]
+            beta = np.maximum(total1[hit] / k - u_h, 1e-9 * (np.abs(u_h) + 1e-12))
+            n_eff = np.clip(n_before[full], k, self.memory)
+            with np.errstate(over="ignore"):
+                evidence.reshape(-1)[hit] = (np.log10(n_eff) - self._log_k
+                                             + (r_h - u_h) / (beta * _LN10))
+        top2 = top.reshape(-1, k)                               # views of the (key, score) rows
+        slot1 = state["tail_slot"].reshape(-1)
+        top2[flat, slot1[flat].astype(np.int64)] = r            # the new value evicts the min
+        total1[flat] += np.where(old > EMPTY, r - old, r)
+        rows = top2[flat]
+        new_slot = np.argmin(rows, axis=1)
+        u1[flat] = rows[np.arange(len(flat)), new_slot]
+        slot1[flat] = new_slot
         return evidence
 
     def get_config(self) -> dict:
