@@ -125,6 +125,20 @@ class FeatureEngine:
         """Scatter a state into one blob per key (row order)."""
         return self.codec.encode_all(state)
 
+    @property
+    def blob_size(self) -> int:
+        """Bytes of one key's blob (every key's is the same size)."""
+        return self.codec.blob_size
+
+    def states_to_blob_matrix(self, state: State) -> np.ndarray:
+        """states_to_bytes as one uint8 array [keys, blob_size] (row i = key i's blob)."""
+        return self.codec.record_bytes(state)
+
+    def states_from_blob_matrix(self, n_keys: int, rows, blobs: np.ndarray) -> State:
+        """states_from_bytes for n_keys keys of which keys ``rows`` have the blobs ``blobs``
+        (uint8 [len(rows), blob_size]); the others start fresh."""
+        return self.codec.decode_rows(n_keys, np.asarray(rows, np.int64), blobs)
+
     def take_state(self, state: State, rows) -> State:
         """The state of keys `rows` (indices into the state's keys)."""
         return self.codec.take(state, np.asarray(rows, dtype=np.int64))

@@ -85,6 +85,32 @@ class StateCodec:
         size, head = self.record.itemsize, self.header
         return [head + raw[i * size:(i + 1) * size] for i in range(rec.shape[0])]
 
+    def record_bytes(self, state: dict[str, np.ndarray]) -> np.ndarray:
+        """Every key's blob as one uint8 matrix [keys, blob_size] (header included), for
+        callers that embed the blobs in their own records without a Python loop over keys."""
+        rec = self._records(state, None)
+        out = np.empty((rec.shape[0], self.blob_size), np.uint8)
+        out[:, :_HEADER.size] = np.frombuffer(self.header, np.uint8)
+        out[:, _HEADER.size:] = rec.view(np.uint8).reshape(rec.shape[0], -1)
+        return out
+
+    def decode_rows(self, n_keys: int, rows: np.ndarray, blobs: np.ndarray) -> dict[str, np.ndarray]:
+        """A state of n_keys keys (fresh) with keys ``rows`` read from ``blobs`` (uint8
+        [len(rows), blob_size], each a whole blob with its header): decode_many for blobs
+        already gathered into one array. Headers are checked in bulk; a bad one is reported
+        by the per-blob check."""
+        state = self.init(n_keys)
+        if not len(rows):
+            return state
+        head = np.frombuffer(self.header, np.uint8)
+        bad = np.flatnonzero((blobs[:, :_HEADER.size] != head).any(axis=1))
+        if bad.size:
+            self._check(blobs[bad[0]].tobytes(), int(rows[bad[0]]))
+        rec = np.ascontiguousarray(blobs[:, _HEADER.size:]).view(self.record).reshape(-1)
+        self.put(state, rows, {name: rec[name] if self.key_axis[name] == 0
+                               else np.moveaxis(rec[name], 0, -1) for name in self.spec})
+        return state
+
     def decode_many(self, blobs: Sequence[bytes | None]) -> dict[str, np.ndarray]:
         """One state with a row per blob (None -> the initial state of a new key)."""
         state = self.init(len(blobs))

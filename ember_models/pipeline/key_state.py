@@ -74,3 +74,50 @@ def unpack(blob, key: str, tag: str, width: int) -> tuple[bytes, np.ndarray]:
         raise KeyStateError(f"state of key {key!r} has {len(blob)} bytes, expected "
                             f"{start + n + 8 * width}: truncated or corrupted")
     return blob[start:start + n], np.frombuffer(blob, "<f8", count=width, offset=start + n)
+
+
+def pack_many(tag: str, feature_blobs: np.ndarray, rows: np.ndarray) -> list[bytes]:
+    """``pack`` for many keys at once: feature_blobs uint8 [K, n] (every key's blob has the
+    same size), rows [K, width]. One array assembles every record; the Python loop only
+    slices the joined bytes."""
+    k, n = feature_blobs.shape
+    head = _HEAD.pack(MAGIC, tag.encode("ascii"), n)
+    h = len(head)
+    size = h + n + 8 * rows.shape[1]
+    mat = np.empty((k, size), np.uint8)
+    mat[:, :h] = np.frombuffer(head, np.uint8)
+    mat[:, h:h + n] = feature_blobs
+    mat[:, h + n:] = np.ascontiguousarray(rows, "<f8").view(np.uint8).reshape(k, -1)
+    flat = memoryview(mat).cast("B")          # slices copy straight out of mat
+    return [bytes(flat[i:i + size]) for i in range(0, k * size, size)]
+
+
+def unpack_many(blobs: list, keys: list[str], tag: str, feature_size: int, width: int):
+    """``unpack`` for many keys at once (None = a new key). Returns (indices of the keys with
+    a state, their feature blobs uint8 [m, feature_size], their rows float64 [m, width],
+    indices of the keys whose state another architecture made); the arrays are read-only
+    views of the joined blobs. Blobs that do not look like
+    this architecture's go through ``unpack``, which names what is wrong and with which key."""
+    head = _HEAD.pack(MAGIC, tag.encode("ascii"), feature_size)
+    h = len(head)
+    size = h + feature_size + 8 * width
+    good, parts, foreign = [], [], []
+    for i, blob in enumerate(blobs):
+        if blob is None:
+            continue
+        if type(blob) is not bytes or len(blob) != size or not blob.startswith(head):
+            try:
+                fblob, _ = unpack(blob, keys[i], tag, width)
+            except ForeignState:
+                foreign.append(i)
+                continue
+            if len(fblob) != feature_size:
+                raise KeyStateError(f"state of key {keys[i]!r} holds a feature state of "
+                                    f"{len(fblob)} bytes, expected {feature_size}: corrupted")
+            blob = bytes(blob)
+        good.append(i)
+        parts.append(blob)
+    mat = np.frombuffer(b"".join(parts), np.uint8).reshape(len(parts), size)
+    # views into the joined bytes (read-only): no further copies of the whole batch
+    return (np.asarray(good, np.int64), mat[:, h:h + feature_size],
+            mat[:, h + feature_size:].view("<f8"), foreign)

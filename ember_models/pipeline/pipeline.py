@@ -29,7 +29,7 @@ from .. import model_file, ops
 from ..config import EmberConfig, parse_config
 from .core import DetectorCore
 from .events import KeyGrid, key_grid
-from .key_state import ForeignState, pack, unpack
+from .key_state import pack_many, unpack_many
 from .learning import Learner
 from .settings import PipelineSettings
 from .tail import TailEvidence
@@ -169,8 +169,7 @@ class Pipeline:
         code = np.empty(table.num_rows, np.int64)
         valid = grid.rows >= 0
         code[grid.rows[valid]] = np.nonzero(valid)[0]
-        fblobs, rows, restarted = self._gather_states(grid.keys, states)
-        fstate = core.engine.states_from_bytes(fblobs) if grid.keys else None
+        fstate, rows, restarted = self._gather_states(grid.keys, states)
         feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
                                                  cols.categories, keys=grid.keys)
                          if grid.keys else (np.zeros((0, core.d), np.float32), None))
@@ -214,29 +213,26 @@ class Pipeline:
         return run
 
     def _gather_states(self, keys: list[str], states: Mapping):
-        rows = self.core.layout.init_rows(len(keys))
-        blobs: list[bytes | None] = [None] * len(keys)
-        restarted = []
-        tag, width = self.state_tag, self.core.layout.width
-        for k, key in enumerate(keys):
-            blob = states.get(key)
-            if blob is None:
-                continue
-            try:
-                fblob, row = unpack(blob, key, tag, width)
-            except ForeignState:
-                restarted.append(key)          # another architecture: start the key fresh
-                continue
-            blobs[k] = fblob
-            rows[k] = row
-        return blobs, rows, restarted
+        """(the keys' feature state, their detector rows, keys restarted): every stored
+        state unpacked in one pass over the joined bytes."""
+        engine = self.core.engine
+        got, fmat, frows, foreign = unpack_many([states.get(key) for key in keys], keys,
+                                                self.state_tag, engine.blob_size,
+                                                self.core.layout.width)
+        if len(got) == len(keys):
+            rows = frows                   # every key has a state: read it where it lies
+        else:
+            rows = self.core.layout.init_rows(len(keys))
+            rows[got] = frows
+        restarted = [keys[i] for i in foreign]     # another architecture: start them fresh
+        fstate = engine.states_from_blob_matrix(len(keys), got, fmat) if keys else None
+        return fstate, rows, restarted
 
     def _pack_states(self, run: _Run) -> dict[str, bytes]:
         if not run.grid.keys:
             return {}
-        tag = self.state_tag
-        fblobs = self.core.engine.states_to_bytes(run.feature_state)
-        return {key: pack(tag, fblobs[k], run.state[k]) for k, key in enumerate(run.grid.keys)}
+        fmat = self.core.engine.states_to_blob_matrix(run.feature_state)
+        return dict(zip(run.grid.keys, pack_many(self.state_tag, fmat, run.state)))
 
     def _scores_table(self, table: pa.Table, run: _Run) -> pa.Table:
         key = table.column(self.config.key_field)
