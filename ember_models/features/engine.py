@@ -164,10 +164,13 @@ class FeatureEngine:
 
     def step_events(self, state: State, key_index: np.ndarray, times: np.ndarray,
                     values: np.ndarray, categories: np.ndarray | None = None,
-                    keys: Sequence | None = None) -> tuple[np.ndarray, State]:
+                    keys: Sequence | None = None, layout: RoundLayout | None = None
+                    ) -> tuple[np.ndarray, State]:
         """Apply events of many keys to `state` (rows = keys; not modified) and return
         (features (N, d) float32 in row order, new state). Each key's events are applied in row
-        order, so they must be in time order (`keys` only names a key in that error)."""
+        order, so they must be in time order (`keys` only names a key in that error).
+        `layout`: the rows' RoundLayout when the caller has built it (for this key_index) and
+        checked the time order already."""
         key_index = np.asarray(key_index, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
         values = np.array(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
@@ -183,8 +186,12 @@ class FeatureEngine:
         n_keys = self.n_keys(state) if state else int(key_index.max(initial=-1)) + 1
         if key_index.size and (key_index.min() < 0 or key_index.max() >= n_keys):
             raise ValueError(f"key_index out of range for a state of {n_keys} keys")
-        layout = RoundLayout(key_index, n_keys)
-        layout.check_time_order(key_index, times, keys if keys is not None else range(n_keys))
+        if layout is None:
+            layout = RoundLayout(key_index, n_keys)
+            layout.check_time_order(key_index, times, keys if keys is not None else range(n_keys))
+        elif layout.n_keys != n_keys or len(layout.order) != len(key_index):
+            raise ValueError(f"layout of {layout.n_keys} keys and {len(layout.order)} rows given "
+                             f"for {n_keys} keys and {len(key_index)} rows")
         # np.take keeps the arrays C-contiguous (v[..., idx] would not, and every op on a
         # strided state array costs 2-10x more).
         ranked = self.codec.take(state, layout.rank_order)

@@ -49,6 +49,22 @@ class RoundLayout:
         self.order = np.empty(n, dtype=np.int64)
         self.order[dest] = np.arange(n)
 
+    def by_rank(self) -> "RoundLayout":
+        """The same layout for the rows' keys renumbered by rank (key id = rank): the layout
+        ``RoundLayout(rank[key_index], n_keys)`` would build, without sorting again."""
+        out = object.__new__(RoundLayout)
+        out.__dict__.update(self.__dict__)
+        out.rank_order = np.arange(self.n_keys, dtype=np.int64)
+        out.by_key = None          # only check_time_order reads it: checked by the caller
+        return out
+
+    @property
+    def rank(self) -> np.ndarray:
+        """(n_keys,) rank of each key id."""
+        rank = np.empty(self.n_keys, dtype=np.int64)
+        rank[self.rank_order] = np.arange(self.n_keys)
+        return rank
+
     @property
     def n_rounds(self) -> int:
         return self.round_start.shape[0] - 1

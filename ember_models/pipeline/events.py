@@ -57,3 +57,28 @@ def key_grid(codes: np.ndarray, names: list, times: np.ndarray) -> KeyGrid:
                               "each key's events must be in time order")
     active = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")
     return KeyGrid([str(names[i]) for i in rank], lengths, active, rows)
+
+
+def grid_from_layout(layout, codes: np.ndarray, names: list, times: np.ndarray) -> KeyGrid:
+    """``key_grid`` from the feature engine's RoundLayout of the same rows (keys ranked the
+    same way: most events first, ties by code), so a batch is grouped by key once; the same
+    time-order check and error."""
+    n = len(codes)
+    if n == 0:
+        return key_grid(codes, names, times)
+    rank = layout.rank
+    rows_by_key = layout.by_key if layout.by_key is not None else np.arange(n)
+    t, k = times[rows_by_key], codes[rows_by_key]
+    back = np.flatnonzero((t[1:] < t[:-1]) & (k[1:] == k[:-1]))
+    if len(back):
+        # key_grid reports the first one in (rank, row) order
+        b = back[np.lexsort((back, rank[k[back]]))[0]]
+        r = int(rows_by_key[b + 1])
+        raise EventTableError(f"time goes backwards for key {names[codes[r]]!r} at row {r} "
+                              f"({t[b]!r} then {t[b + 1]!r}): "
+                              "each key's events must be in time order")
+    lengths = layout.lengths[layout.rank_order]
+    rows = np.full((len(lengths), int(lengths[0])), -1, np.int64)
+    rows[rank[codes], layout.position] = np.arange(n)
+    return KeyGrid([str(names[i]) for i in layout.rank_order], lengths,
+                   np.diff(layout.round_start), rows)

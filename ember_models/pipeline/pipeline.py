@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 from .. import model_file, ops
 from ..config import EmberConfig, parse_config
 from .core import DetectorCore
-from .events import KeyGrid, key_grid
+from ..features.layout import RoundLayout
+from .events import KeyGrid, grid_from_layout
 from .key_state import pack_many, unpack_many
 from .learning import Learner
 from .settings import PipelineSettings
@@ -165,13 +166,14 @@ class Pipeline:
             raise TypeError(f"events: expected a pyarrow.Table, got {type(table).__name__}")
         core = self.core
         cols = core.engine.read(table)
-        grid = key_grid(cols.key_index, cols.keys, cols.times)
-        code = np.empty(table.num_rows, np.int64)
-        valid = grid.rows >= 0
-        code[grid.rows[valid]] = np.nonzero(valid)[0]
+        # one grouping by key serves the feature engine and the detector's grid
+        layout = RoundLayout(cols.key_index, len(cols.keys))
+        grid = grid_from_layout(layout, cols.key_index, cols.keys, cols.times)
+        code = layout.rank[cols.key_index]                 # input row → grid key
         fstate, rows, restarted = self._gather_states(grid.keys, states)
         feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
-                                                 cols.categories, keys=grid.keys)
+                                                 cols.categories, keys=grid.keys,
+                                                 layout=layout.by_rank())
                          if grid.keys else (np.zeros((0, core.d), np.float32), None))
         n = table.num_rows
         score = np.zeros(n)
