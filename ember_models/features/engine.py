@@ -164,13 +164,14 @@ class FeatureEngine:
 
     def step_events(self, state: State, key_index: np.ndarray, times: np.ndarray,
                     values: np.ndarray, categories: np.ndarray | None = None,
-                    keys: Sequence | None = None, layout: RoundLayout | None = None
-                    ) -> tuple[np.ndarray, State]:
+                    keys: Sequence | None = None, layout: RoundLayout | None = None,
+                    round_order: bool = False) -> tuple[np.ndarray, State]:
         """Apply events of many keys to `state` (rows = keys; not modified) and return
         (features (N, d) float32 in row order, new state). Each key's events are applied in row
         order, so they must be in time order (`keys` only names a key in that error).
         `layout`: the rows' RoundLayout when the caller has built it (for this key_index) and
-        checked the time order already."""
+        checked the time order already. `round_order`: the features in the layout's round
+        order (row ``layout.order[i]`` at i) instead of row order."""
         key_index = np.asarray(key_index, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
         values = np.array(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
@@ -195,12 +196,13 @@ class FeatureEngine:
         # np.take keeps the arrays C-contiguous (v[..., idx] would not, and every op on a
         # strided state array costs 2-10x more).
         ranked = self.codec.take(state, layout.rank_order)
-        out = self._run(layout, ranked, times, values, categories)
+        out = self._run(layout, ranked, times, values, categories, round_order)
         new_state = {k: np.empty(v.shape, dtype=v.dtype) for k, v in ranked.items()}
         self.codec.put(new_state, layout.rank_order, ranked)
         return out, new_state
 
-    def _run(self, layout: RoundLayout, ranked: State, times, values, categories) -> np.ndarray:
+    def _run(self, layout: RoundLayout, ranked: State, times, values, categories,
+             round_order: bool = False) -> np.ndarray:
         order = layout.order
         # Inputs in round order, fields first: round r is the column block a:b.
         t_r = times[order]
@@ -235,8 +237,11 @@ class FeatureEngine:
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
                 for f, sl, st in zip(self.features, self._slices, views):
                     buf[sl, :n] = f.step(st, inp)
-                np.copyto(rows[:n], buf[:, :n].T)
-                out[order[a:b]] = rows[:n]
+                if round_order:
+                    np.copyto(out[a:b], buf[:, :n].T)
+                else:
+                    np.copyto(rows[:n], buf[:, :n].T)
+                    out[order[a:b]] = rows[:n]
         return out
 
     def transform(self, table: pa.Table | pa.RecordBatch | EventColumns,

@@ -173,7 +173,7 @@ class Pipeline:
         fstate, rows, restarted = self._gather_states(grid.keys, states)
         feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
                                                  cols.categories, keys=grid.keys,
-                                                 layout=layout.by_rank())
+                                                 layout=layout.by_rank(), round_order=True)
                          if grid.keys else (np.zeros((0, core.d), np.float32), None))
         n = table.num_rows
         score = np.zeros(n)
@@ -185,13 +185,16 @@ class Pipeline:
         st["liquid"] = ops.astype(st["liquid"], "float32")   # the reservoir computes in float32
         collected = []
         n_keys = len(grid.keys)
-        for t in range(grid.steps):
+        # the inputs in round order (step t's events are one block, grid keys in order), like
+        # the features: each step reads slices, not gathers
+        times_r, values_r = cols.times[layout.order], cols.values[layout.order]
+        for t, r0 in zip(range(grid.steps), layout.round_start.tolist()):
             m = int(grid.active[t])
             idx = grid.rows[:m, t]
             view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
             s, a, dev, evid, learned = core.step(
-                view, ops.from_numpy(cols.times[idx]), ops.from_numpy(cols.values[idx]),
-                ops.from_numpy(feats[idx]), learn=learn)
+                view, ops.from_numpy(times_r[r0:r0 + m]), ops.from_numpy(values_r[r0:r0 + m]),
+                ops.from_numpy(feats[r0:r0 + m]), learn=learn)
             if m == n_keys:
                 st = view
             else:   # the keys still running are a prefix: write their new rows back
@@ -206,7 +209,7 @@ class Pipeline:
             if details and a_np.any():
                 d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
                 for i in np.flatnonzero(a_np):
-                    found[int(idx[i])] = (d_np[i], e_np[i], feats[idx[i]])
+                    found[int(idx[i])] = (d_np[i], e_np[i], feats[r0 + i])
         final = (core.layout.join({k: np.asarray(ops.to_numpy(v), np.float64)
                                    for k, v in st.items()}) if n_keys else None)
         run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted,
