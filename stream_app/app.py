@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import struct
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ import faust
 from faust.streams import _current_event  # see the module docstring
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .gap_fill import GapFiller
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
 from .processor import BatchOutput, BatchProcessor, InMessage, Limits
@@ -54,6 +56,9 @@ from .settings import StreamSettings
 log = logging.getLogger(__name__)
 
 TABLE_NAME = "key-state"
+# Table key of each partition's last processed offset (event keys cannot start with NUL).
+CURSOR_KEY = b"\x00ember:partition-cursor"
+_CURSOR = struct.Struct("<q")
 
 
 @dataclass
@@ -65,6 +70,7 @@ class WorkerState:
     processor: BatchProcessor
     metrics: Metrics
     events_partitions: int
+    gap_filler: GapFiller
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
     last_batch_at: float | None = None
     started_at: float = field(default_factory=time.time)
@@ -106,6 +112,7 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
         processor=BatchProcessor(Limits.from_settings(settings), events_partitions),
         metrics=metrics,
         events_partitions=events_partitions,
+        gap_filler=GapFiller(settings.kafka_bootstrap, **settings.client_kwargs()),
     )
     metrics.set_model(str(holder.pipeline.model_version))
     app.ember = state  # type: ignore[attr-defined]
@@ -125,6 +132,12 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
             else:
                 async with guard.lock:
                     await _handle_batch(app, state, table, producer_for, batch)
+
+    @app.on_partitions_assigned.connect
+    async def forget_positions(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        # After a rebalance the table's per-partition cursor is the truth, not this process's
+        # memory of partitions that may have been processed elsewhere meanwhile.
+        state.positions.clear()
 
     if settings.model_poll_s > 0:
         @app.timer(interval=settings.model_poll_s)
@@ -244,15 +257,40 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     metrics = state.metrics
     # One event per partition to stand for that partition when touching the table.
     partition_event: dict[int, Any] = {}
-    messages = []
+    by_partition: dict[int, list[InMessage]] = {}
     for ev in batch:
         msg = ev.message
         partition_event[msg.partition] = ev
-        messages.append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
+        by_partition.setdefault(msg.partition, []).append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
+
+    def read_table(key: bytes, partition: int) -> bytes | None:
+        _current_event.set(weakref.ref(partition_event[partition]))
+        return table.get(key)
 
     def load_state(key: str, partition: int) -> bytes | None:
-        _current_event.set(weakref.ref(partition_event[partition]))
-        return table.get(key.encode())
+        return read_table(key.encode(), partition)
+
+    messages: list[InMessage] = []
+    for partition, msgs in by_partition.items():
+        last = state.positions.get(partition)
+        if last is None:
+            blob = read_table(CURSOR_KEY, partition)
+            last = _CURSOR.unpack(blob)[0] if blob else None
+            log.info("events partition %d: stored cursor %s, first offset given %d",
+                     partition, last, msgs[0].offset)
+        complete: list[InMessage] = []
+        for m in msgs:
+            if last is not None and m.offset > last + 1:
+                # Faust skipped messages (see stream_app/gap_fill.py): read them back first.
+                missing = await state.gap_filler.fetch(m.topic, partition, last + 1, m.offset)
+                log.warning("events %s[%d] offsets %d..%d were not delivered by Faust; read back %d",
+                            m.topic, partition, last + 1, m.offset - 1, len(missing))
+                metrics.refetched.inc(len(missing))
+                complete.extend(missing)
+            complete.append(m)
+            last = m.offset if last is None else max(last, m.offset)
+        messages.extend(complete)
+        state.positions[partition] = last  # type: ignore[assignment]
 
     pipeline = state.holder.pipeline  # one model for the whole batch, even if a reload lands
     out: BatchOutput = state.processor.process(messages, pipeline, load_state)
@@ -273,25 +311,28 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     # Faust buffers that send and, in exactly-once mode, can commit the batch's offsets before
     # the buffered record is produced, so the state change lands in the next transaction and
     # is lost with it in a crash (found by the SIGKILL test). Here it joins the outputs' transaction.
+    writes = [(key.encode(), partition, value) for key, partition, value in out.states]
+    # Each partition's last offset goes with its states: the next batch (or the next owner of
+    # the partition) compares it with the first offset it is given, to notice skipped messages.
+    writes += [(CURSOR_KEY, p, _CURSOR.pack(state.positions[p])) for p in by_partition]
     changelog = []
-    for key, partition, value in out.states:
-        changelog.append((partition, await router.send(router.changelog_topic, key.encode(), value, partition)))
+    for key_bytes, partition, value in writes:
+        changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
     await asyncio.gather(*outputs, *(f for _, f in changelog))
-    for key, partition, value in out.states:
+    for key_bytes, partition, value in writes:
         _current_event.set(weakref.ref(partition_event[partition]))
-        table.data[key.encode()] = value  # the local RocksDB copy (Faust's store for that partition)
+        table.data[key_bytes] = value  # the local RocksDB copy (Faust's store for that partition)
     _current_event.set(None)
     for partition, fut in changelog:
         router.persisted(table, fut.result())
 
-    for ev in batch:
-        state.positions[ev.message.partition] = ev.message.offset
     state.last_batch_at = time.time()
     metrics.events.inc(out.events_in)
     metrics.scored.inc(out.scored)
     metrics.alerts.inc(len(out.alerts))
     metrics.replayed.inc(out.skipped_replayed)
     metrics.late.inc(out.late)
+    metrics.restarted.inc(out.restarted)
     for reason in out.dead_letter_reasons:
         metrics.dead_letters.labels(reason=reason).inc()
     metrics.batches.inc()

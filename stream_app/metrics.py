@@ -26,6 +26,14 @@ class Metrics:
         self.late = Counter(
             "ember_events_late", "Events older than their key's latest, scored at that time", registry=r
         )
+        self.restarted = Counter(
+            "ember_keys_restarted", "Keys whose stored state did not fit the model (started fresh)",
+            registry=r,
+        )
+        self.refetched = Counter(
+            "ember_events_refetched",
+            "Event messages Faust skipped that the worker read back from the broker", registry=r,
+        )
         self.batches = Counter("ember_batches", "Micro-batches processed", registry=r)
         self.batch_seconds = Histogram(
             "ember_batch_seconds", "Wall time to process one micro-batch (decode to sends and state)",

@@ -51,6 +51,7 @@ class BatchOutput:
     scored: int = 0
     skipped_replayed: int = 0
     late: int = 0
+    restarted: int = 0  # keys whose stored state the pipeline could not use (another architecture)
     step_seconds: float = 0.0
 
 
@@ -182,14 +183,16 @@ class BatchProcessor:
 
         # 3. one vectorised step over every key of the batch
         table = self._table(schema, rows, times)
-        states_in = {}
-        for key in cursor:
-            st = stored[key]
-            states_in[key] = st.pipeline_state if st is not None and st.model_version == version else None
+        # Stored states go to the pipeline whatever model made them: a state survives refits
+        # and hot reloads, and the pipeline itself restarts a key whose state comes from
+        # another architecture (StepResult.restarted).
+        states_in = {key: (stored[key].pipeline_state if stored[key] is not None else None)  # type: ignore[union-attr]
+                     for key in cursor}
         t0 = time.perf_counter()
         res = pipeline.step(table, states_in)
         out.step_seconds = time.perf_counter() - t0
         out.scored = len(rows)
+        out.restarted = len(getattr(res, "restarted", ()) or ())
         if res.scores.num_rows != len(rows):
             raise PipelineContractError(
                 f"step() returned {res.scores.num_rows} score rows for {len(rows)} events")

@@ -155,8 +155,8 @@ def validate_event(
     if key is None:
         raise EventError("missing_field", f"key field {schema.key_field!r} is missing or null")
     if isinstance(key, str):
-        if not key:
-            raise EventError("wrong_type", f"key field {schema.key_field!r} is empty")
+        if not key or key[0] == "\x00":  # NUL-prefixed table keys are the driver's own
+            raise EventError("wrong_type", f"key field {schema.key_field!r} is empty or starts with NUL")
     elif isinstance(key, int) and not isinstance(key, bool):
         key = str(key)
     else:

@@ -7,8 +7,8 @@ The pipeline's state bytes are opaque to the driver. Around them the driver keep
 - the source offset of the latest event applied (the key's events all live in one partition):
   after a crash, messages already applied to the stored state are skipped instead of being
   applied twice, so a restarted worker's scores equal an uninterrupted run's;
-- the model version that made the state: after a hot reload to another model the old state
-  means nothing, and the key starts fresh.
+- the model version that made the state (for inspection: the pipeline itself decides whether a
+  stored state fits the model in use, and restarts the key when it does not).
 
 Layout: b"EMS1" | float64 latest time | int64 offset | int32 index in message (-1: none) |
 uint16 len(version) | version (UTF-8) | pipeline state.

@@ -111,7 +111,6 @@ def worker_env(bootstrap: str, topics: Topics, model_dir: Path, group: str, **ex
         "EMBER_DEAD_LETTER_TOPIC": topics.dlq,
         "EMBER_SCORES_TOPIC": topics.scores,
         "EMBER_MODEL_DIR": str(model_dir),
-        "EMBER_PIPELINE_LOADER": "fake_pipeline:load",
         "EMBER_SESSION_TIMEOUT_S": "6",
         "EMBER_HEARTBEAT_INTERVAL_S": "0.5",
         "EMBER_COMMIT_INTERVAL_S": "0.5",

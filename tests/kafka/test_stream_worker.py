@@ -1,8 +1,9 @@
-"""End-to-end: worker subprocesses against the real broker (no mocks).
+"""End-to-end: worker subprocesses against the real broker, scoring with the real pipeline.
 
-Each test produces the generated sample stream (stream_app.sample) with extra injected spikes,
-and compares what the workers publish with a reference: the same pipeline's ``step`` over the
-whole stream at once (an uninterrupted run).
+Each test fits ``ember_models.pipeline.Pipeline`` on the first part of the generated sample
+stream (stream_app.sample), streams the rest with extra injected spikes, and compares what the
+workers publish with a reference: the same model's ``step`` over the whole live stream at once
+(an uninterrupted run). Nothing is mocked: a Kafka broker, Faust workers in subprocesses.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import threading
 import uuid
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
+from ember_models.config import parse_config
+from ember_models.pipeline import Pipeline
 from harness import Topics, WorkerProc, read_json, scores_by_event, wait_for, worker_env
 from stream_app.produce import encode_messages, produce
 from stream_app.sample import make_sample
@@ -22,25 +26,24 @@ from stream_app.sample import make_sample
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 PARTITIONS = 4
+CONFIG = {
+    "data": {"key_field": "service", "time_field": "time", "value_fields": ["requests", "latency_ms"],
+             "categorical_fields": ["status"]},
+    "model": {"warmup_events": 50},
+}
+SCORE_TOL = 1e-6  # micro-batches vs one step: float32 products round differently (docs/detection.md)
 
 
-def load_pipeline(model_dir):
-    import fake_pipeline
-
-    return fake_pipeline.load(model_dir)
-
-
-def save_model(model_dir, version="v1"):
-    import fake_pipeline
-
-    fake_pipeline.FakePipeline(version).save(model_dir)
+def fit_model(model_dir, history: pa.Table) -> str:
+    pipe = Pipeline(parse_config(CONFIG)).fit(history)
+    pipe.save(model_dir)
+    return pipe.model_version
 
 
 @pytest.fixture
 def case(kafka_bootstrap, kafka_topics, tmp_path):
     events, alerts, dlq, scores = kafka_topics("events", "alerts", "dlq", "scores", partitions=PARTITIONS)
     model_dir = tmp_path / "model"
-    save_model(model_dir)
     workers: list[WorkerProc] = []
 
     class Case:
@@ -64,16 +67,21 @@ def case(kafka_bootstrap, kafka_topics, tmp_path):
         w.stop()
 
 
-def sample_rows(n_keys=6, events_per_key=300, spikes_per_key=2, seed=3):
-    """Sample events plus obvious spikes on known events; returns (rows, spiked (key, time))."""
-    rows = make_sample(seed=seed, n_keys=n_keys, events_per_key=events_per_key).events.to_pylist()
+def sample_rows(model_dir, n_keys=6, events_per_key=400, spikes_per_key=2, seed=3):
+    """Fit the model on the sample's first 40 %; return the rest as rows with obvious spikes
+    added on known events, and the spiked (key, time) pairs."""
+    sample = make_sample(seed=seed, n_keys=n_keys, events_per_key=events_per_key)
+    t = sample.events.column("time")
+    split = sample.split_time(0.4)
+    fit_model(model_dir, sample.events.filter(pc.less(t, split)))
+    rows = sample.events.filter(pc.greater_equal(t, split)).to_pylist()
     by_key: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         by_key.setdefault(r["service"], []).append(i)
     spiked = set()
     for key, idx in by_key.items():
         for j in range(spikes_per_key):
-            i = idx[len(idx) * (j + 1) // (spikes_per_key + 1)]
+            i = idx[len(idx) * (j + 2) // (spikes_per_key + 2)]  # after the warm-up
             rows[i]["requests"] = rows[i]["requests"] * 25 + 5000
             spiked.add((key, rows[i]["time"]))
     return rows, spiked
@@ -81,26 +89,30 @@ def sample_rows(n_keys=6, events_per_key=300, spikes_per_key=2, seed=3):
 
 def reference(rows, model_dir):
     """Scores and alerts of an uninterrupted run: one step over the whole stream."""
-    pipe = load_pipeline(model_dir)
+    pipe = Pipeline.load(model_dir)
     res = pipe.step(pa.Table.from_pylist(rows), {})
     scores = {(k, t): s for k, t, s in zip(res.scores.column("key").to_pylist(),
                                            res.scores.column("time").to_pylist(),
                                            res.scores.column("score").to_pylist())}
     alerts = {f"{a['key']}|{a['time']!r}|{a['model_version']}" for a in res.alerts}
-    return scores, alerts
+    threshold = res.scores.column("threshold")[0].as_py() if res.scores.num_rows else 0.5
+    # an event scored within float tolerance of the threshold may alert one way or the other
+    borderline = {f"{k}|{t!r}|{pipe.model_version}" for (k, t), s in scores.items()
+                  if abs(s - threshold) <= SCORE_TOL}
+    return scores, alerts, borderline
 
 
 def assert_matches_reference(case, rows, *, committed=False, allow_duplicates=True):
-    want_scores, want_alerts = reference(rows, case.model)
+    want_scores, want_alerts, borderline = reference(rows, case.model)
     got = wait_for(lambda: (lambda s: s if len(s) >= len(want_scores) else None)(
         scores_by_event(read_json(case.bootstrap, case.topics.scores, committed=committed, idle_s=0.5))),
         120, f"{len(want_scores)} scored events")
     assert set(got) == set(want_scores), "every event scored, none invented"
     for ev, scores in got.items():
-        assert all(s == pytest.approx(want_scores[ev], abs=1e-12) for s in scores), ev
+        assert all(s == pytest.approx(want_scores[ev], abs=SCORE_TOL) for s in scores), ev
     alerts = read_json(case.bootstrap, case.topics.alerts, committed=committed, expect=len(want_alerts))
     ids = [a["alert_id"] for a in alerts]
-    assert set(ids) == want_alerts, "exactly the reference run's alerts"
+    assert set(ids) - borderline == want_alerts - borderline, "exactly the reference run's alerts"
     if not allow_duplicates:
         assert len(ids) == len(set(ids)), "no duplicated alert"
         assert all(len(s) == 1 for s in got.values()), "no event scored twice"
@@ -108,7 +120,7 @@ def assert_matches_reference(case, rows, *, committed=False, allow_duplicates=Tr
 
 
 def test_injected_anomalies_give_their_alerts_exactly_once(case):
-    rows, spiked = sample_rows()
+    rows, spiked = sample_rows(case.model)
     w = case.worker("w1")
     w.wait_assigned(partitions=PARTITIONS)
     case.produce(rows)
@@ -125,7 +137,7 @@ def test_injected_anomalies_give_their_alerts_exactly_once(case):
 
 
 def test_batch_messages_score_the_same(case):
-    rows, _ = sample_rows(n_keys=5, events_per_key=250)
+    rows, _ = sample_rows(case.model, n_keys=5, events_per_key=250)
     w = case.worker("w1")
     w.wait_assigned(partitions=PARTITIONS)
     case.produce(rows, per_message=40)
@@ -133,7 +145,7 @@ def test_batch_messages_score_the_same(case):
 
 
 def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_is_scored(case):
-    rows, _ = sample_rows(n_keys=3, events_per_key=200, spikes_per_key=1)
+    rows, _ = sample_rows(case.model, n_keys=3, events_per_key=300, spikes_per_key=1)
     good = [json.dumps(r).encode() for r in rows]
     from stream_app.processor import default_partition
 
@@ -174,7 +186,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_is_scored(cas
 @pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 @pytest.mark.parametrize("fresh_datadir", [False, True], ids=["same-datadir", "fresh-datadir"])
 def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_datadir):
-    rows, spiked = sample_rows(n_keys=6, events_per_key=600)
+    rows, spiked = sample_rows(case.model, n_keys=6, events_per_key=600)
     eos = guarantee == "exactly_once"
     opts = dict(processing_guarantee=guarantee, batch_size=20)
     w = case.worker("w1", **opts)
@@ -190,12 +202,12 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
     assert spiked <= {(a["key"], a["time"]) for a in alerts}
     if not eos:
         # at-least-once may redeliver, but a redelivered event is skipped or scored identically
-        assert all(len(set(s)) == 1 for s in got.values())
+        assert all(max(s) - min(s) <= SCORE_TOL for s in got.values())
     w2.check_alive()
 
 
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
-    rows, spiked = sample_rows(n_keys=8, events_per_key=300)
+    rows, spiked = sample_rows(case.model, n_keys=8, events_per_key=300)
     third = len(rows) // 3
     a = case.worker("a")
     a.wait_assigned(partitions=PARTITIONS)
@@ -211,22 +223,30 @@ def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
     b.wait_assigned(partitions=PARTITIONS)
     case.produce(rows[2 * third:])
     got, alerts = assert_matches_reference(case, rows)
-    assert all(len(set(s)) == 1 for s in got.values())
+    assert all(max(s) - min(s) <= SCORE_TOL for s in got.values())
     assert spiked <= {(x["key"], x["time"]) for x in alerts}
 
 
 def test_new_model_is_picked_up_without_restart(case):
-    rows, _ = sample_rows(n_keys=2, events_per_key=200)
+    sample = make_sample(seed=5, n_keys=2, events_per_key=400)
+    t = sample.events.column("time")
+    split = sample.split_time(0.4)
+    history = sample.events.filter(pc.less(t, split))
+    v1 = fit_model(case.model, history)
+    rows = sample.events.filter(pc.greater_equal(t, split)).to_pylist()
     w = case.worker("w1")
     w.wait_assigned(partitions=PARTITIONS)
     case.produce(rows[:100])
     wait_for(lambda: w.processed() >= 100, 60, "first part processed", workers=[w])
-    save_model(case.model, "v2")
-    wait_for(lambda: (w.health() or {}).get("model_version") == "v2", 30, "model v2 in use", workers=[w])
+    v2 = fit_model(case.model, history.slice(0, history.num_rows // 2))  # a refit: new weights
+    assert v2 != v1
+    wait_for(lambda: (w.health() or {}).get("model_version") == v2, 30, "model v2 in use", workers=[w])
     case.produce(rows[100:])
     wait_for(lambda: w.processed() >= len(rows), 60, "all processed", workers=[w])
     scores = [s for batch in read_json(case.bootstrap, case.topics.scores) for s in batch]
-    versions = {s["model_version"] for s in scores}
-    assert versions == {"v1", "v2"}
-    assert all(s["model_version"] == "v2" for s in scores if s["time"] >= rows[100]["time"])
-    assert "ember_model_reloads_total 1.0" in w.metrics()
+    assert len(scores) == len(rows)
+    assert {s["model_version"] for s in scores if s["time"] < rows[100]["time"]} == {v1}
+    assert all(s["model_version"] == v2 for s in scores if s["time"] >= rows[100]["time"])
+    metrics = w.metrics()
+    assert "ember_model_reloads_total 1.0" in metrics
+    assert "ember_keys_restarted_total 0.0" in metrics  # a refit keeps the keys' states
