@@ -141,11 +141,20 @@ class MultiStrideLiquid(LiquidCell):
             else:
                 d = due[:, i:i + 1]
                 pooled = h[:, s0:s0 + f] + x if mean_pool else None
-                if ops.item(ops.max(ops.astype(d, "int32"))):
+                # none or all of the samples due (aligned streams: the usual case) skip the
+                # selects, which would pick one side everywhere
+                n_due = ops.item(ops.sum(ops.astype(d, "int32")))
+                if n_due:
                     xi = pooled / count[:, i:i + 1] if mean_pool else x
                     _, new = cell._run(p, xi, s, elapsed[:, i:i + 1])
-                    s = ops.where(d, new, s)
-                sums.append(ops.where(d, 0.0 * pooled, pooled) if mean_pool else h[:, s0:s0 + f])
+                    s = new if n_due == ops.shape(d)[0] else ops.where(d, new, s)
+                if not mean_pool:
+                    sums.append(h[:, s0:s0 + f])
+                elif n_due == 0:
+                    sums.append(pooled)
+                else:
+                    sums.append(0.0 * pooled if n_due == ops.shape(d)[0] else
+                                ops.where(d, 0.0 * pooled, pooled))
             states.append(s)
             if motor:
                 outs.append(cell.output(s))

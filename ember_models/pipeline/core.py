@@ -57,6 +57,7 @@ class DetectorCore:
         self.layout = RowLayout(spec)
         self.weights = np.ones(len(self.stream_names))
         self.weights[2 * self.n_values:] = s.model_weight
+        self._weighted = bool((self.weights != 1.0).any())     # all 1 (the default): skip
         self._a_std = 1.0 - 0.5 ** (1.0 / s.standardize_halflife)
 
     @property
@@ -127,7 +128,9 @@ class DetectorCore:
                               model_raw)
         raw = ops.to_numpy(ops.concatenate([x, -x, model_raw], axis=1))
         # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
-        evidence = self.tail.step(st, raw) * self.weights
+        evidence = self.tail.step(st, raw)
+        if self._weighted:
+            evidence *= self.weights
         best = ops.from_numpy(evidence.max(axis=1))
         score = best / (best + s.half_evidence)
         score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
