@@ -5,7 +5,7 @@ Kept tiny: each part of ember defines its commands in its own module and registe
 
 import click
 
-from stream_app import cli_backfill, cli_model
+from stream_app import cli_backfill, cli_model, cli_stream
 
 
 @click.group()
@@ -15,6 +15,7 @@ def main():
 
 cli_model.register(main)
 cli_backfill.register(main)
+cli_stream.register(main)
 
 
 @main.command("nab")
