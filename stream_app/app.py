@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
+import socket
 import struct
 import time
 import weakref
@@ -72,6 +74,7 @@ class WorkerState:
     events_partitions: int
     gap_filler: GapFiller
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
+    assignments: int = 0  # rebalances seen: positions from before one are not trusted
     last_batch_at: float | None = None
     started_at: float = field(default_factory=time.time)
 
@@ -138,6 +141,7 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
         # After a rebalance the table's per-partition cursor is the truth, not this process's
         # memory of partitions that may have been processed elsewhere meanwhile.
         state.positions.clear()
+        state.assignments += 1
 
     if settings.model_poll_s > 0:
         @app.timer(interval=settings.model_poll_s)
@@ -225,6 +229,8 @@ class _ProducerRouter:
         self.settings = settings
         self.partitions = partitions
         self.changelog_topic = table.changelog_topic.get_topic_name()
+        # Which worker produced an output (host:pid), for operators tracing a record.
+        self.headers = [("ember-worker", f"{socket.gethostname()}:{os.getpid()}".encode())]
 
     def persisted(self, table: Any, metadata: Any) -> None:
         """Record a changelog offset the local store holds (what Faust's send callback does), so
@@ -245,7 +251,7 @@ class _ProducerRouter:
         # Outputs are co-partitioned with the events: the same partition number as their source,
         # which for keyed events is also where Kafka's partitioner would put the key.
         return await self.app.producer.send(
-            topic, key, value, source_partition, None, None,
+            topic, key, value, source_partition, None, self.headers,
             transactional_id=self.transactional_id(source_partition),
         )
 
@@ -271,8 +277,13 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         return read_table(key.encode(), partition)
 
     messages: list[InMessage] = []
+    assignments = state.assignments
+    new_positions: dict[int, int] = {}
     for partition, msgs in by_partition.items():
-        last = state.positions.get(partition)
+        # ``trusted``: offsets this process has fully processed since the last rebalance (or
+        # earlier in this batch): Faust redelivers some of them around seeks; they are dropped.
+        trusted = state.positions.get(partition)
+        last = trusted
         if last is None:
             blob = read_table(CURSOR_KEY, partition)
             last = _CURSOR.unpack(blob)[0] if blob else None
@@ -280,6 +291,9 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
                      partition, last, msgs[0].offset)
         complete: list[InMessage] = []
         for m in msgs:
+            if trusted is not None and m.offset <= trusted:
+                metrics.duplicates.inc()
+                continue
             if last is not None and m.offset > last + 1:
                 # Faust skipped messages (see stream_app/gap_fill.py): read them back first.
                 missing = await state.gap_filler.fetch(m.topic, partition, last + 1, m.offset)
@@ -289,8 +303,10 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
                 complete.extend(missing)
             complete.append(m)
             last = m.offset if last is None else max(last, m.offset)
-        messages.extend(complete)
-        state.positions[partition] = last  # type: ignore[assignment]
+            trusted = last
+        if complete:
+            messages.extend(complete)
+            new_positions[partition] = last  # type: ignore[assignment]
 
     pipeline = state.holder.pipeline  # one model for the whole batch, even if a reload lands
     out: BatchOutput = state.processor.process(messages, pipeline, load_state)
@@ -314,7 +330,7 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     writes = [(key.encode(), partition, value) for key, partition, value in out.states]
     # Each partition's last offset goes with its states: the next batch (or the next owner of
     # the partition) compares it with the first offset it is given, to notice skipped messages.
-    writes += [(CURSOR_KEY, p, _CURSOR.pack(state.positions[p])) for p in by_partition]
+    writes += [(CURSOR_KEY, p, _CURSOR.pack(off)) for p, off in new_positions.items()]
     changelog = []
     for key_bytes, partition, value in writes:
         changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
@@ -325,6 +341,8 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     _current_event.set(None)
     for partition, fut in changelog:
         router.persisted(table, fut.result())
+    if state.assignments == assignments:  # no rebalance while this batch was in flight
+        state.positions.update(new_positions)
 
     state.last_batch_at = time.time()
     metrics.events.inc(out.events_in)

@@ -34,6 +34,10 @@ class Metrics:
             "ember_events_refetched",
             "Event messages Faust skipped that the worker read back from the broker", registry=r,
         )
+        self.duplicates = Counter(
+            "ember_messages_duplicate_dropped",
+            "Event messages Faust delivered again after this worker had processed them", registry=r,
+        )
         self.batches = Counter("ember_batches", "Micro-batches processed", registry=r)
         self.batch_seconds = Histogram(
             "ember_batch_seconds", "Wall time to process one micro-batch (decode to sends and state)",

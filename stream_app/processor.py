@@ -210,7 +210,7 @@ class BatchProcessor:
             rec = alert_record(alert, partition=part, offset=off, detected_at=detected_at)
             out.alerts.append(Outgoing(key.encode(), to_json_bytes(rec), part))
         if lim.emit_scores:
-            out.scores = self._score_messages(res.scores, partition_of, version)
+            out.scores = self._score_messages(res.scores, rows, partition_of, version)
         for key, (off, idx) in cursor.items():
             new = StoredState(latest[key], off, idx, version, bytes(res.states[key]))
             out.states.append((key, partition_of[key], new.to_bytes()))
@@ -236,7 +236,8 @@ class BatchProcessor:
         return pa.table(cols)
 
     @staticmethod
-    def _score_messages(scores: pa.Table, partition_of: dict[str, int], version: str) -> list[Outgoing]:
+    def _score_messages(scores: pa.Table, rows: list[Event], partition_of: dict[str, int],
+                        version: str) -> list[Outgoing]:
         """One message per key per batch: a JSON array of that key's scores, in order."""
         cols = {n: scores.column(n).to_pylist() for n in ("key", "time", "score", "threshold", "alert")}
         per_key: dict[str, list[dict]] = {}
@@ -246,5 +247,6 @@ class BatchProcessor:
                 "key": key, "time": t.timestamp() if hasattr(t, "timestamp") else t,
                 "score": cols["score"][i], "threshold": cols["threshold"][i],
                 "alert": cols["alert"][i], "model_version": version,
+                "offset": rows[i].offset,
             })
         return [Outgoing(k.encode(), to_json_bytes(v), partition_of[k]) for k, v in per_key.items()]  # type: ignore[arg-type]

@@ -128,12 +128,25 @@ def read_json(bootstrap: str, topic: str, *, committed: bool = False, expect: in
     return [json.loads(m.value) for m in msgs]
 
 
-def scores_by_event(score_messages: list[list[dict]]) -> dict[tuple[str, float], list[float]]:
-    """(key, time) → every score seen for it (more than one = a duplicate)."""
-    out: dict[tuple[str, float], list[float]] = {}
+def read_scores_with_workers(bootstrap: str, topic: str, committed: bool = False) -> dict:
+    """(key, time) → [(score, source offset, producing worker)] from the scores topic."""
+    msgs = asyncio.run(read_topic(bootstrap, topic, idle_s=0.5,
+                                  isolation_level="read_committed" if committed else "read_uncommitted"))
+    out: dict = {}
+    for m in msgs:
+        who = dict(m.headers or ()).get("ember-worker", b"?").decode()
+        for s in json.loads(m.value):
+            out.setdefault((s["key"], s["time"]), []).append((s["score"], s["offset"], who))
+    return out
+
+
+def scores_by_event(score_messages: list[list[dict]], with_offsets: bool = False) -> dict:
+    """(key, time) → every score seen for it (more than one = a duplicate); with_offsets:
+    (score, source offset) pairs."""
+    out: dict[tuple[str, float], list] = {}
     for batch in score_messages:
         for s in batch:
-            out.setdefault((s["key"], s["time"]), []).append(s["score"])
+            out.setdefault((s["key"], s["time"]), []).append((s["score"], s["offset"]) if with_offsets else s["score"])
     return out
 
 

@@ -1,0 +1,330 @@
+"""Streaming throughput and latency through a real Kafka broker, next to raw aiokafka passthrough.
+
+    .venv/bin/python benchmarks/stream.py                 # starts a local broker (scripts/kafka)
+    EMBER_KAFKA_BOOTSTRAP=host:port .venv/bin/python benchmarks/stream.py --events 200000
+
+For each message format (``--per-message 1,100``: one JSON event per message, or JSON arrays of
+100 events), on the same broker in the same run:
+
+1. **raw passthrough**: one aiokafka consumer (consumer group, manual commits) reads the backlog
+   of event messages with ``getmany``, produces every message unchanged to another topic, waits
+   for the broker's acks and commits — per ``getmany`` batch. Nothing is decoded.
+2. **ember worker**: one ``python -m stream_app.worker`` (Faust, the real fitted Pipeline,
+   at-least-once by default) is started on the same backlog; events/s is measured from its first
+   processed batch to its last (``/metrics``), so start-up is excluded.
+3. **latency**: with the worker idle, events are produced at half the worker's measured rate
+   for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
+   (the alert names the source partition and offset). p50 / p99.
+
+Prints one table and the ratio worker / raw per format. Events are the generated sample
+(stream_app.sample) over ``--keys`` keys, with 1 % of events spiked so alerts are frequent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from stream_app import broker  # noqa: E402
+from stream_app.produce import encode_messages  # noqa: E402
+from stream_app.topics import ensure_topics, wait_for_coordinators  # noqa: E402
+
+CONFIG = {"data": {"key_field": "service", "time_field": "time",
+                   "value_fields": ["requests", "latency_ms"], "categorical_fields": ["status"]},
+          "model": {"warmup_events": 50}}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_data(keys: int, events: int, seed: int = 11):
+    """(history table to fit on, live rows with 1 % spikes)."""
+    from stream_app.sample import make_sample
+
+    per_key = max(200, int(events / keys / 0.8) + 1)
+    sample = make_sample(seed=seed, n_keys=keys, events_per_key=per_key)
+    t = sample.events.column("time")
+    split = sample.split_time(0.2)
+    history = sample.events.filter(pc.less(t, split))
+    rows = sample.events.filter(pc.greater_equal(t, split)).to_pylist()[:events]
+    rng = np.random.default_rng(seed)
+    for i in rng.choice(len(rows), size=len(rows) // 100, replace=False):
+        rows[i]["requests"] = rows[i]["requests"] * 20 + 3000
+    return history, rows
+
+
+def fit_model(history, model_dir: Path) -> str:
+    from ember_models.config import parse_config
+    from ember_models.pipeline import Pipeline
+
+    pipe = Pipeline(parse_config(CONFIG)).fit(history)
+    pipe.save(model_dir)
+    return pipe.model_version
+
+
+# ----------------------------------------------------------------------------- kafka helpers
+
+
+async def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None,
+                      sent_at: dict | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
+                                max_request_size=16 * 1024 * 1024)
+    await producer.start()
+    try:
+        t0 = time.perf_counter()
+        pending = []
+        for n, (partition, key, value) in enumerate(messages):
+            if rate:
+                ahead = t0 + n / rate - time.perf_counter()
+                if ahead > 0.001:
+                    await asyncio.sleep(ahead)
+            fut = await producer.send(topic, value, key=key, partition=partition)
+            if sent_at is not None:
+                fut.add_done_callback(lambda f, t=time.time(): sent_at.__setitem__(
+                    (f.result().partition, f.result().offset), t))
+            pending.append(fut)
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_passthrough(bootstrap: str, src: str, dst: str, n_messages: int, per_message: int) -> float:
+    """consume (getmany) → produce every message → wait for acks → commit; events/s."""
+    group = f"raw-{uuid.uuid4().hex[:6]}"
+    await wait_for_coordinators(bootstrap, group_ids=[group])
+    consumer = AIOKafkaConsumer(src, bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_partition_fetch_bytes=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
+                                max_request_size=16 * 1024 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        seen, t_first = 0, None
+        while seen < n_messages:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            if not batch:
+                continue
+            if t_first is None:
+                t_first = time.perf_counter()
+            futures = []
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    futures.append(await producer.send(dst, m.value, key=m.key, partition=tp.partition))
+                seen += len(msgs)
+            await asyncio.gather(*futures)
+            await consumer.commit()
+        elapsed = time.perf_counter() - t_first
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return n_messages * per_message / elapsed
+
+
+# ----------------------------------------------------------------------------- the worker
+
+
+class Worker:
+    def __init__(self, bootstrap: str, topics: dict[str, str], model_dir: Path, workdir: Path,
+                 guarantee: str, batch_size: int, max_wait: float):
+        self.port = broker.free_port()
+        env = dict(os.environ)
+        env.update({
+            "EMBER_KAFKA_BOOTSTRAP": bootstrap, "EMBER_APP_ID": f"bench-{uuid.uuid4().hex[:6]}",
+            "EMBER_EVENTS_TOPIC": topics["events"], "EMBER_ALERTS_TOPIC": topics["alerts"],
+            "EMBER_DEAD_LETTER_TOPIC": topics["dlq"], "EMBER_MODEL_DIR": str(model_dir),
+            "EMBER_DATADIR": str(workdir / "data"), "EMBER_WEB_PORT": str(self.port),
+            "EMBER_PROCESSING_GUARANTEE": guarantee, "EMBER_BATCH_SIZE": str(batch_size),
+            "EMBER_BATCH_MAX_WAIT_S": str(max_wait), "EMBER_MODEL_POLL_S": "0",
+            "PYTHONPATH": str(REPO),
+        })
+        self.log = open(workdir / "worker.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.worker"], cwd=REPO, env=env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def _get(self, path: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
+                return r.read().decode()
+        except Exception:
+            return None
+
+    def events_done(self) -> float:
+        text = self._get("/metrics") or ""
+        for line in text.splitlines():
+            if line.startswith("ember_events_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("worker exited; see worker.log")
+            h = self._get("/health")
+            if h and json.loads(h)["assigned_partitions"]:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("worker did not get partitions")
+
+    def throughput(self, n_events: int, timeout_s: float = 600) -> float:
+        """Events/s from the first processed batch to the last."""
+        deadline = time.monotonic() + timeout_s
+        t_first = n_first = None
+        while time.monotonic() < deadline:
+            done = self.events_done()
+            now = time.perf_counter()
+            if t_first is None and done > 0:
+                t_first, n_first = now, done
+            if done >= n_events:
+                return (done - n_first) / (now - t_first) if now > t_first else float("nan")
+            if self.proc.poll() is not None:
+                raise RuntimeError("worker exited; see worker.log")
+            time.sleep(0.05)
+        raise RuntimeError(f"worker processed {self.events_done():.0f} of {n_events} events in {timeout_s} s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate_msgs: float) -> list[float]:
+    sent_at: dict[tuple[int, int], float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="latest",
+                                group_id=f"lat-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
+    await consumer.start()
+    await consumer.seek_to_end()
+    received: list[tuple[float, tuple[int, int]]] = []
+    done = asyncio.Event()
+
+    async def read_alerts():
+        while not done.is_set():
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for msgs in batch.values():
+                for m in msgs:
+                    src = json.loads(m.value)["source"]
+                    received.append((now, (src["partition"], src["offset"])))
+
+    reader = asyncio.create_task(read_alerts())
+    await produce_all(bootstrap, topics["events"], messages, rate=rate_msgs, sent_at=sent_at)
+    await asyncio.sleep(2.0)
+    done.set()
+    await reader
+    await consumer.stop()
+    for t_recv, src in received:
+        if src in sent_at:
+            latencies.append(t_recv - sent_at[src])
+    return latencies
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--keys", type=int, default=256)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--per-message", default="1,100", help="events per message, comma-separated")
+    ap.add_argument("--batch-size", type=int, default=1000, help="worker micro-batch (messages)")
+    ap.add_argument("--max-wait", type=float, default=0.02, help="worker batch_max_wait_s")
+    ap.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    args = ap.parse_args()
+    formats = [int(x) for x in args.per_message.split(",")]
+
+    work = Path(tempfile.mkdtemp(prefix="ember-bench-"))
+    bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
+    started = None
+    if not bootstrap:
+        started = broker.start(work / "kafka")
+        bootstrap = started.bootstrap
+    print(f"machine: {machine()}; Kafka {broker.DEFAULT_VERSION if started else '(external)'} at {bootstrap}")
+    try:
+        t0 = time.perf_counter()
+        history, rows = make_data(args.keys, args.events)
+        version = fit_model(history, work / "model")
+        print(f"data: {len(rows)} events, {args.keys} keys; model {version} fitted on "
+              f"{history.num_rows} events ({time.perf_counter() - t0:.1f} s)")
+        results = []
+        for per in formats:
+            msgs = encode_messages(rows, "service", args.partitions, per)
+            tag = uuid.uuid4().hex[:6]
+            names = {k: f"bench-{tag}-{k}" for k in ("raw-in", "raw-out", "events", "alerts", "dlq")}
+            asyncio.run(ensure_topics(bootstrap, {n: args.partitions for n in names.values()}))
+            asyncio.run(produce_all(bootstrap, names["raw-in"], msgs))
+            raw = asyncio.run(raw_passthrough(bootstrap, names["raw-in"], names["raw-out"], len(msgs), per))
+
+            asyncio.run(produce_all(bootstrap, names["events"], msgs))
+            wdir = work / f"worker-{per}"
+            wdir.mkdir()
+            topics = {"events": names["events"], "alerts": names["alerts"], "dlq": names["dlq"]}
+            w = Worker(bootstrap, topics, work / "model", wdir, args.guarantee, args.batch_size, args.max_wait)
+            try:
+                w.wait_ready()
+                ember = w.throughput(len(rows))
+                # latency at half the measured rate, on fresh events of the same keys
+                n_lat = int(ember * 0.5 * args.latency_seconds)
+                span = rows[-1]["time"] - rows[0]["time"] + 1.0
+                lat_rows = [dict(rows[i % len(rows)], time=rows[i % len(rows)]["time"] + span * (1 + i // len(rows)))
+                            for i in range(n_lat)]
+                lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
+                lat = asyncio.run(measure_latency(bootstrap, topics, lat_msgs,
+                                                  rate_msgs=len(lat_msgs) / args.latency_seconds))
+            finally:
+                w.stop()
+            p50, p99 = (np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2)
+            results.append((per, raw, ember, ember / raw, ember * 0.5, len(lat), p50, p99))
+        print()
+        print(f"{'events/msg':>10} {'raw ev/s':>10} {'ember ev/s':>11} {'ratio':>6} "
+              f"{'lat rate':>9} {'alerts':>7} {'p50 ms':>7} {'p99 ms':>7}")
+        for per, raw, ember, ratio, rate, n, p50, p99 in results:
+            print(f"{per:>10} {raw:>10.0f} {ember:>11.0f} {ratio:>6.2f} {rate:>9.0f} {n:>7} {p50:>7.1f} {p99:>7.1f}")
+        print(f"(worker: {args.guarantee}, batch {args.batch_size} messages / {args.max_wait * 1000:.0f} ms, "
+              f"{args.partitions} partitions, 1 worker process; raw: 1 aiokafka process)")
+    finally:
+        if started:
+            broker.stop(work / "kafka")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
