@@ -62,6 +62,7 @@ class Limits:
     max_future_s: float = 86_400.0
     check_partition: bool = True
     emit_scores: bool = False
+    missing_values: str = "impute"
 
     @classmethod
     def from_settings(cls, s: Any) -> "Limits":
@@ -71,6 +72,7 @@ class Limits:
             max_future_s=s.max_future_s,
             check_partition=s.partition_check == "murmur2",
             emit_scores=bool(s.scores_topic),
+            missing_values=s.missing_values,
         )
 
 
@@ -97,7 +99,8 @@ class BatchProcessor:
 
     def schema(self, pipeline: Any) -> EventSchema:
         if self._schema_for is None or self._schema_for[0] != id(pipeline.config):
-            self._schema_for = (id(pipeline.config), EventSchema.from_config(pipeline.config))
+            self._schema_for = (id(pipeline.config),
+                                EventSchema.from_config(pipeline.config, self.limits.missing_values))
         return self._schema_for[1]
 
     def process(

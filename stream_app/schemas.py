@@ -11,7 +11,10 @@ events around it go on. Reasons:
 ``bad_json``         not UTF-8 JSON
 ``not_an_object``    the message (or an element of a batch) is not a JSON object
 ``empty``            an empty message or an empty batch
-``missing_field``    the key, the time or a value field is absent or null
+``missing_field``    the key or the time is absent or null; a value field too when
+                     ``missing_values = "dead_letter"`` (by default an absent or null value
+                     is *missing*, passed to the pipeline as NaN and imputed there, as the
+                     event-file reader and the backfill do)
 ``wrong_type``       a field has the wrong JSON type (numbers as strings, booleans, ...)
 ``not_finite``       a value or the time is NaN or infinite
 ``in_future``        the event time lies more than ``max_future_s`` past the wall clock
@@ -58,9 +61,10 @@ class EventSchema:
     value_fields: tuple[str, ...]
     categorical_fields: tuple[str, ...] = ()
     time_unit: str = "s"  # unit of a numeric time; ISO-8601 strings are also accepted
+    missing_values: str = "impute"  # absent/null value field: "impute" (NaN) or "dead_letter"
 
     @classmethod
-    def from_config(cls, config: Any) -> "EventSchema":
+    def from_config(cls, config: Any, missing_values: str = "impute") -> "EventSchema":
         """From a pipeline's ``config`` (key_field, time_field, value_fields, categorical_fields)."""
         data = getattr(config, "data", config)
         return cls(
@@ -69,6 +73,7 @@ class EventSchema:
             value_fields=tuple(config.value_fields),
             categorical_fields=tuple(getattr(config, "categorical_fields", ()) or ()),
             time_unit=getattr(data, "time_unit", "s") or "s",
+            missing_values=missing_values,
         )
 
 
@@ -174,6 +179,9 @@ def validate_event(
     for name in schema.value_fields:
         v = obj.get(name)
         if v is None:
+            if schema.missing_values == "impute":
+                values.append(math.nan)  # the pipeline imputes it
+                continue
             raise EventError("missing_field", f"value field {name!r} is missing or null")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise EventError("wrong_type", f"value field {name!r} must be a number, got {_describe(v)}")

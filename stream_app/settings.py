@@ -104,6 +104,11 @@ class StreamSettings(BaseSettings):
     batch_size: int = Field(1000, ge=1, description="messages per micro-batch, at most")
     batch_max_wait_s: float = Field(0.02, gt=0, description="wait at most this for a full batch")
     max_payload_bytes: int = Field(1_048_576, ge=64, description="larger messages are dead letters")
+    missing_values: Literal["impute", "dead_letter"] = Field(
+        "impute",
+        description="an absent or null value field: passed on as missing (the pipeline imputes "
+        "it, as for event files) or sent to the dead-letter topic",
+    )
     max_out_of_order_s: float = Field(
         300.0, ge=0, description="a key's event older than its latest by more is a dead letter"
     )

@@ -10,7 +10,8 @@ import pytest
 
 from stream_app.schemas import EventSchema, alert_id, alert_record, decode_message
 
-SCHEMA = EventSchema("service", "time", ("requests", "latency_ms"), ("status",))
+SCHEMA = EventSchema("service", "time", ("requests", "latency_ms"), ("status",), missing_values="dead_letter")
+IMPUTE = EventSchema("service", "time", ("requests", "latency_ms"), ("status",))
 NOW = 1_800_000_000.0
 
 
@@ -72,6 +73,17 @@ def test_bad_message_becomes_one_dead_letter_with_reason_and_original(raw, reaso
     rec = json.loads(dl.to_bytes())
     assert rec["reason"] == reason and rec["partition"] == 2 and rec["offset"] == 17
     assert base64.b64decode(rec["original_b64"]) == raw
+
+
+def test_absent_or_null_values_are_missing_by_default_but_key_and_time_are_required():
+    args = dict(topic="ev", partition=0, offset=0, max_payload_bytes=1000, max_future_s=3600, now=NOW)
+    raw = json.dumps({"service": "a", "time": 5.0, "latency_ms": None}).encode()
+    (e,), letters = decode_message(raw, IMPUTE, **args)
+    assert letters == [] and all(math.isnan(v) for v in e.values)
+    _, (dl,) = decode_message(json.dumps({"time": 5.0}).encode(), IMPUTE, **args)
+    assert dl.reason == "missing_field" and "'service'" in dl.detail
+    _, (dl,) = decode_message(b'{"service":"a","time":5,"requests":NaN}', IMPUTE, **args)
+    assert dl.reason == "not_finite"  # NaN is not JSON: send null for a missing value
 
 
 def test_batch_message_keeps_good_elements_and_names_bad_ones():

@@ -176,7 +176,7 @@ def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_is_scored(cas
         messages.append(msg)
     messages += [keyed(v, r["service"]) for v, r in zip(good[len(bad) * step:], rows[len(bad) * step:])]
 
-    w = case.worker("w1", max_payload_bytes=4096)
+    w = case.worker("w1", max_payload_bytes=4096, missing_values="dead_letter")
     w.wait_assigned(partitions=PARTITIONS)
     asyncio.run(produce(case.bootstrap, case.topics.events, messages))
     assert_matches_reference(case, rows, allow_duplicates=False)
