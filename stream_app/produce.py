@@ -1,5 +1,10 @@
 """Produce events to the events topic the way the worker expects them, and read topics back.
 
+Command line (used by docker-compose.yml):
+
+    python -m stream_app.produce replay --file live.csv --config ember.toml --rate 200 --loop
+    python -m stream_app.produce follow --topic ember-alerts
+
 Events are keyed by their key field (UTF-8), so Kafka's default partitioner sends each key to one
 partition and the key's state lives with it. ``per_message > 1`` packs several events into one
 message (a JSON array); a batch message only holds events of keys that share a partition, and
@@ -127,3 +132,93 @@ async def read_topic(
         return got
     finally:
         await consumer.stop()
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _replay(args: Any) -> int:
+    """Send an event file's rows to the events topic at a rate; with --loop, again and again,
+    each pass shifted in time past the previous one (keys stay in time order)."""
+    import math
+
+    from ember_models.config import load_config
+    from stream_app.event_fields import EventFields
+    from stream_app.files import read_events
+
+    config = load_config(args.config)
+    fields = EventFields.from_config(config)
+    table, _ = read_events(args.file, fields)
+    rows = table.to_pylist()
+    for row in rows:  # missing values travel as JSON null (NaN is not JSON)
+        for k, v in row.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                row[k] = None
+            elif hasattr(v, "timestamp"):
+                row[k] = v.timestamp()
+    times = [r[fields.time_field] for r in rows]
+    span = (max(times) - min(times) + 1.0) if times else 0.0
+    n, shift = 0, 0.0
+    while True:
+        batch = [dict(r, **{fields.time_field: r[fields.time_field] + shift}) for r in rows]
+        msgs = encode_messages(batch, fields.key_field, args.partitions, args.per_message)
+        n += asyncio.run(produce(args.bootstrap, args.topic, msgs, rate=args.rate / max(args.per_message, 1)))
+        print(f"sent {n} messages", flush=True)
+        if not args.loop:
+            return 0
+        shift += span
+
+
+def _follow(args: Any) -> int:
+    """Print each record of a topic (e.g. the alerts) as one JSON line, from now on."""
+
+    async def run() -> None:
+        consumer = AIOKafkaConsumer(args.topic, bootstrap_servers=args.bootstrap,
+                                    auto_offset_reset="latest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            while True:
+                for msgs in (await consumer.getmany(timeout_ms=1000)).values():
+                    for m in msgs:
+                        print(m.value.decode(errors="replace"), flush=True)
+        finally:
+            await consumer.stop()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+
+    from .topics import ensure_topics
+
+    ap = argparse.ArgumentParser(prog="python -m stream_app.produce")
+    ap.add_argument("--bootstrap", default=os.environ.get("EMBER_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    sub = ap.add_subparsers(dest="command", required=True)
+    rp = sub.add_parser("replay", help="send an event file (CSV, Parquet, JSONL) to the events topic")
+    rp.add_argument("--file", required=True)
+    rp.add_argument("--config", default="ember.toml", help="the [data] fields of the events")
+    rp.add_argument("--topic", default=os.environ.get("EMBER_EVENTS_TOPIC", "ember-events"))
+    rp.add_argument("--partitions", type=int, default=int(os.environ.get("EMBER_PARTITIONS", "4")))
+    rp.add_argument("--rate", type=float, default=200.0, help="events per second")
+    rp.add_argument("--per-message", type=int, default=1, help="events per message (JSON array)")
+    rp.add_argument("--loop", action="store_true")
+    fo = sub.add_parser("follow", help="print a topic's new records")
+    fo.add_argument("--topic", default=os.environ.get("EMBER_ALERTS_TOPIC", "ember-alerts"))
+    args = ap.parse_args(argv)
+    if args.command == "replay":
+        counts = asyncio.run(ensure_topics(args.bootstrap, {args.topic: args.partitions}))
+        args.partitions = counts[args.topic]
+        return _replay(args)
+    return _follow(args)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
