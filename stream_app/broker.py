@@ -19,73 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .broker_files import BINDINGS, LOG4J1, LOG4J2, POM, java_cmd, random_cluster_id, server_properties
+from .processes import free_port, log_tail, pid_alive, terminate
+
 DEFAULT_VERSION = "3.9.2"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# The SLF4J binding each major version logs through, and the log config it reads.
-_BINDINGS = {
-    "3": ("org.slf4j", "slf4j-reload4j", "1.7.36"),
-    "4": ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3"),
-}
-
-_POM = """<?xml version="1.0" encoding="UTF-8"?>
-<!-- Written by stream_app/broker.py: only used to let Maven fetch the broker's jars. -->
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>ember.local</groupId>
-  <artifactId>kafka-broker-jars</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_2.13</artifactId>
-      <version>{version}</version>
-    </dependency>
-    <dependency>
-      <groupId>{bgroup}</groupId>
-      <artifactId>{bartifact}</artifactId>
-      <version>{bversion}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
-
-_LOG4J1 = """log4j.rootLogger={level}, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka=INFO
-log4j.logger.org.apache.kafka=INFO
-"""
-
-_LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>
-<Configuration status="WARN">
-  <Appenders>
-    <Console name="stdout" target="SYSTEM_OUT">
-      <PatternLayout pattern="[%d] %p %m (%c)%n"/>
-    </Console>
-  </Appenders>
-  <Loggers>
-    <Root level="{level}"><AppenderRef ref="stdout"/></Root>
-  </Loggers>
-</Configuration>
-"""
-
 
 class BrokerError(RuntimeError):
     """The local broker could not be fetched, started or reached."""
@@ -104,7 +52,7 @@ class BrokerState:
     started_at: float
 
     def alive(self) -> bool:
-        return _pid_alive(self.pid)
+        return pid_alive(self.pid)
 
 
 def default_cache_dir() -> Path:
@@ -117,7 +65,7 @@ def default_run_dir() -> Path:
 
 def _major(version: str) -> str:
     major = version.split(".", 1)[0]
-    if major not in _BINDINGS:
+    if major not in BINDINGS:
         raise BrokerError(f"Kafka version {version!r}: only 3.x and 4.x are supported")
     return major
 
@@ -141,11 +89,11 @@ def fetch(version: str = DEFAULT_VERSION, cache_dir: Path | None = None, quiet: 
         raise BrokerError("Maven (mvn) is not on PATH: it is needed once to fetch the Kafka jars")
     if shutil.which("java") is None:
         raise BrokerError("java is not on PATH: the Kafka broker needs a JDK/JRE 17+")
-    bgroup, bartifact, bversion = _BINDINGS[_major(version)]
+    bgroup, bartifact, bversion = BINDINGS[_major(version)]
     home = lib.parent
     home.mkdir(parents=True, exist_ok=True)
     (home / "pom.xml").write_text(
-        _POM.format(version=version, bgroup=bgroup, bartifact=bartifact, bversion=bversion)
+        POM.format(version=version, bgroup=bgroup, bartifact=bartifact, bversion=bversion)
     )
     if lib.exists():  # a half-finished earlier fetch
         shutil.rmtree(lib)
@@ -172,92 +120,7 @@ def fetch(version: str = DEFAULT_VERSION, cache_dir: Path | None = None, quiet: 
 # ----------------------------------------------------------------------------- config
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
-    """Single-node KRaft on loopback, every replication setting at 1 (one broker)."""
-    props = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
-        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(data_dir),
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        # Fewer internal partitions than the default 50: faster first group/transaction request
-        # on a small machine, and one broker gains nothing from more.
-        "offsets.topic.num.partitions": "8",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "8",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        # Tests kill workers; a short minimum lets them use short session timeouts.
-        "group.min.session.timeout.ms": "1000",
-        # Topics are created explicitly (by the worker, the tests, the demo) with their
-        # partition counts; auto-creation would silently make 1-partition source topics.
-        "auto.create.topics.enable": "false",
-        "log.retention.hours": "24",
-        "log.segment.bytes": str(64 * 1024 * 1024),
-    }
-    return "".join(f"{k}={v}\n" for k, v in props.items())
-
-
-def random_cluster_id() -> str:
-    """A Kafka cluster id: URL-safe base64 of 16 random bytes (what StorageTool random-uuid prints)."""
-    while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not cid.startswith("-"):  # Kafka's own generator avoids these (they look like flags)
-            return cid
-
-
-def _java_cmd(lib: Path, log_config: Path, major: str, main: str, *args: str) -> list[str]:
-    log_prop = (
-        f"-Dlog4j.configuration=file:{log_config}"
-        if major == "3"
-        else f"-Dlog4j2.configurationFile={log_config}"
-    )
-    return [
-        "java",
-        "-Xmx512m",
-        "-Xms128m",
-        "-XX:+UseG1GC",
-        "-Djava.awt.headless=true",
-        log_prop,
-        "-cp",
-        f"{lib}/*",
-        main,
-        *args,
-    ]
-
-
 # ----------------------------------------------------------------------------- start / stop
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own exited child not yet reaped) counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def read_state(run_dir: Path | None = None) -> BrokerState | None:
@@ -291,7 +154,7 @@ def wait_until_ready(bootstrap: str, timeout_s: float = 60.0, pid: int | None = 
     """Block until the broker at ``bootstrap`` answers a metadata request; return seconds waited."""
     t0 = time.monotonic()
     while True:
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not pid_alive(pid):
             raise BrokerError(f"the broker process {pid} exited before it became ready")
         if asyncio.run(_answers_metadata(bootstrap, 2.0)):
             return time.monotonic() - t0
@@ -333,10 +196,10 @@ def start(
     props = run_dir / "server.properties"
     props.write_text(server_properties(data_dir, port, controller_port))
     log_config = run_dir / ("log4j.properties" if major == "3" else "log4j2.xml")
-    log_config.write_text((_LOG4J1 if major == "3" else _LOG4J2).format(level=log_level))
+    log_config.write_text((LOG4J1 if major == "3" else LOG4J2).format(level=log_level))
 
     fmt = subprocess.run(
-        _java_cmd(lib, log_config, major, "kafka.tools.StorageTool", "format",
+        java_cmd(lib, log_config, major, "kafka.tools.StorageTool", "format",
                   "-t", random_cluster_id(), "-c", str(props)),
         capture_output=True,
         text=True,
@@ -347,7 +210,7 @@ def start(
     log_file = run_dir / "broker.log"
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            _java_cmd(lib, log_config, major, "kafka.Kafka", str(props)),
+            java_cmd(lib, log_config, major, "kafka.Kafka", str(props)),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -367,8 +230,7 @@ def start(
         wait_until_ready(state.bootstrap, timeout_s, pid=proc.pid)
     except BrokerError as exc:
         stop(run_dir)
-        tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
-        raise BrokerError(f"{exc}\n--- {log_file} (tail) ---\n{tail}") from None
+        raise BrokerError(f"{exc}\n--- {log_file} (tail) ---\n{log_tail(log_file)}") from None
     return state
 
 
@@ -380,39 +242,9 @@ def stop(run_dir: Path | None = None, timeout_s: float = 20.0) -> bool:
         return False
     was_alive = state.alive()
     if was_alive:
-        _terminate(state.pid, timeout_s)
+        terminate(state.pid, timeout_s)
     (run_dir / "state.json").unlink(missing_ok=True)
     return was_alive
-
-
-def _terminate(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    for _ in range(50):
-        _reap(pid)
-        if not _pid_alive(pid):
-            return
-        time.sleep(0.1)
-
-
-def _reap(pid: int) -> None:
-    """Collect our own child's exit status so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def status(run_dir: Path | None = None) -> BrokerState | None:

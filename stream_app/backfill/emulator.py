@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,8 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..processes import free_port, log_tail, pid_alive, terminate
 
 DEFAULT_PROJECT = "ember-local"
 DEFAULT_STATE_DIR = Path("var/bqemulator")
@@ -100,12 +100,6 @@ def install_spatial_extension() -> Path:
         con.close()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _rest_ready(rest_url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{rest_url}/readyz", timeout=2) as resp:
@@ -125,13 +119,6 @@ def _grpc_ready(endpoint: str) -> bool:
         except (grpc.FutureTimeoutError, grpc.RpcError):
             return False
         return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def start_emulator(
@@ -179,46 +166,19 @@ def start_emulator(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                last_error = f"bqemulator exited with code {proc.returncode}:\n{_tail(log_path)}"
+                last_error = f"bqemulator exited with code {proc.returncode}:\n{log_tail(log_path)}"
                 break
             if _rest_ready(handle.rest_url) and _grpc_ready(handle.grpc_endpoint):
                 (state_dir / STATE_FILE).write_text(json.dumps(asdict(handle), indent=2))
                 return handle
             time.sleep(0.2)
         else:
-            _terminate(proc.pid)
+            terminate(proc.pid)
             raise EmulatorError(
                 f"bqemulator did not become ready within {timeout:.0f}s "
-                f"(REST {handle.rest_url}, gRPC {handle.grpc_endpoint}); log:\n{_tail(log_path)}"
+                f"(REST {handle.rest_url}, gRPC {handle.grpc_endpoint}); log:\n{log_tail(log_path)}"
             )
     raise EmulatorError(f"bqemulator failed to start after {attempts} attempts: {last_error}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
-
-
-def _terminate(pid: int, grace: float = 10.0) -> None:
-    if not _alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
 
 
 def stop_emulator(handle_or_state_dir: EmulatorHandle | Path | str = DEFAULT_STATE_DIR) -> bool:
@@ -230,8 +190,8 @@ def stop_emulator(handle_or_state_dir: EmulatorHandle | Path | str = DEFAULT_STA
         if not state_file.exists():
             return False
         pid = int(json.loads(state_file.read_text())["pid"])
-    was_running = _alive(pid)
-    _terminate(pid)
+    was_running = pid_alive(pid)
+    terminate(pid)
     if state_file is not None:
         state_file.unlink(missing_ok=True)
     return was_running
@@ -243,7 +203,7 @@ def running_emulator(state_dir: Path | str = DEFAULT_STATE_DIR) -> EmulatorHandl
     if not state_file.exists():
         return None
     handle = EmulatorHandle(**json.loads(state_file.read_text()))
-    if _alive(handle.pid) and _rest_ready(handle.rest_url):
+    if pid_alive(handle.pid) and _rest_ready(handle.rest_url):
         return handle
     return None
 

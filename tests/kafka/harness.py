@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream_app.broker import free_port
+from stream_app.processes import free_port
 from stream_app.produce import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
