@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..nn import Module
-from .plan_cache import PlanCache
+from .plan_cache import Generation, PlanCache
 
 
 class LiquidCell(PlanCache, Module):
@@ -43,7 +43,10 @@ class LiquidCell(PlanCache, Module):
             return self.forward(x, h, dt)
         if getattr(dt, "ndim", 0) != 2:
             dt = as_ts(dt, ops.shape(x)[0])
-        return self._run(self._plan(), x, h, dt)
+        cached = self.__dict__.get("_plan_cache")   # PlanCache._plan, inlined: per event
+        if cached is None or cached[0] != Generation.value:
+            return self._run(self._plan(), x, h, dt)
+        return self._run(cached[1], x, h, dt)
 
 
 def as_ts(dt, batch: int):

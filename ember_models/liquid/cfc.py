@@ -188,7 +188,7 @@ class WiredCfCCell(LiquidCell):
         return cfc_plan.build_stack_plan(list(self.layers), self.input_size)
 
     def _run(self, plan, x, h, ts):
-        y, new_h = plan.run(x, h, ts)
         if self._slice_output:    # single-layer wirings: the motor neurons are the first ones
-            y = y[:, :self.output_size]
-        return y, new_h
+            y, new_h = plan.run(x, h, ts)
+            return y[:, :self.output_size], new_h
+        return plan.run(x, h, ts)

@@ -37,7 +37,8 @@ class CfCPlan:
     """Fused weights of a CfC stack. ``layers`` holds per layer:
     (first column, last column, units, W_in or None, P or pure-mode (A, |w_tau|))."""
 
-    __slots__ = ("mode", "w0", "b0", "layers", "backbone", "head_w", "head_b", "run", "dense")
+    __slots__ = ("mode", "w0", "b0", "layers", "backbone", "head_w", "head_b", "run", "dense",
+                 "ts_w", "ts_b", "bias_col")
 
 
 def _zeros(rows, cols):
@@ -61,15 +62,18 @@ def _heads(cell, masked=True):
     return plain, timed, trow, bias
 
 
-def _mixer(mode: str, units: int):
-    """(3u, 3u) matrix taking ``[ff1, ff2, g]`` to ``[p, q, g]`` (g passes through exactly)."""
+def _mixer(mode: str, units: int, copies: int = 1):
+    """(3u, 3·copies·u) matrix taking ``[ff1, ff2, g]`` to ``[p, g, q]``, each part repeated
+    ``copies`` times, so that ``h' = p + g·q`` is three slices, a product and a sum. Two
+    copies give ``[h', h']``: the layer's output and the copy the next layer scales by ts."""
     eye = np.eye(units, dtype=np.float32)
     z = np.zeros_like(eye)
     if mode == "default":   # p = (f1+f2)/2, q = (f2-f1)/2
-        m = np.block([[0.5 * eye, -0.5 * eye, z], [0.5 * eye, 0.5 * eye, z], [z, z, eye]])
+        p, g, q = [0.5 * eye, 0.5 * eye, z], [z, z, eye], [-0.5 * eye, 0.5 * eye, z]
     else:                   # no_gate: p = f1 + f2/2, q = f2/2
-        m = np.block([[eye, z, z], [0.5 * eye, 0.5 * eye, z], [z, z, eye]])
-    return ops.from_numpy(m.astype(np.float32))
+        p, g, q = [eye, 0.5 * eye, z], [z, z, eye], [z, 0.5 * eye, z]
+    cols = [np.concatenate(part, axis=0) for part in (p, g, q) for _ in range(copies)]
+    return ops.from_numpy(np.concatenate(cols, axis=1).astype(np.float32))
 
 
 def _layer_tail(mode, cell):
@@ -78,47 +82,91 @@ def _layer_tail(mode, cell):
     return _mixer(mode, cell.units)
 
 
+def _block_columns(cells, input_size, sizes, part, width_of):
+    """Block-structured weights over the rows ``[x, h_0..h_L-1]``: layer l's columns hold
+    ``part(l)``'s input rows (layer 0 only: the others read the previous layer's output) and
+    its own-state rows; every other block is zero."""
+    cols = []
+    for l, cell in enumerate(cells):
+        w, n_in, width = part(l), cell.input_size, width_of(cell)
+        rows = [w[:n_in] if l == 0 else _zeros(input_size, width)]
+        rows += [w[n_in:] if k == l else _zeros(size, width) for k, size in enumerate(sizes)]
+        cols.append(ops.concatenate(rows, axis=0))
+    return ops.concatenate(cols, axis=1)
+
+
 def build_stack_plan(cells, input_size: int) -> CfCPlan:
     """Plan of a stack of backbone-less CfC layers (a wired CfC, or one plain layer).
     Layer l reads the previous layer's new output (layer 0 reads x) and its own old state."""
+    if cells[0].mode == "pure":
+        return _pure_stack_plan(cells, input_size)
+    return _gated_stack_plan(cells, input_size)
+
+
+def _gated_stack_plan(cells, input_size: int) -> CfCPlan:
+    """Gated modes. Per step, one small product ``e = ts·C + D`` (constants C, D) gives
+    every ts-dependent scale at once: ``[1…1, ts…ts]`` for each layer's input and ``[1, ts]``
+    for the biases. Then ``z = ([x, h, x, h, 1, ts]·e₀)·W0`` holds every layer's contribution
+    from x, its own old state, its bias and its ts-scaled gate terms; layers after the first
+    add ``([u, u]·e_l)·W_in`` of the previous layer's output ``u``, which the previous
+    layer's mixer emits twice. So every elementwise op meets operands of one shape: at batch
+    1, NumPy's broadcasting costs more than the arithmetic."""
     mode = cells[0].mode
     sizes = [c.units for c in cells]
-    total = sum(sizes)
-    width = 1 if mode == "pure" else 3
-    col_blocks_plain, col_blocks_timed, trows, biases, layers = [], [], [], [], []
-    col = 0
-    for l, cell in enumerate(cells):
-        plain, timed, trow, bias = _heads(cell)
-        n_in = cell.input_size
-        # rows of the global input [x (input_size), h_0..h_L-1 (total)] for this layer's columns
-        parts = [plain[:n_in] if l == 0 else _zeros(input_size, width * cell.units)]
-        for k, size in enumerate(sizes):
-            parts.append(plain[n_in:] if k == l else _zeros(size, width * cell.units))
-        col_blocks_plain.append(ops.concatenate(parts, axis=0))
-        if mode != "pure":
-            tparts = [timed[:n_in] if l == 0 else _zeros(input_size, 3 * cell.units)]
-            for k, size in enumerate(sizes):
-                tparts.append(timed[n_in:] if k == l else _zeros(size, 3 * cell.units))
-            col_blocks_timed.append(ops.concatenate(tparts, axis=0))
-            trows.append(trow)
-        biases.append(bias)
-        w_in = None
-        if l > 0:
-            w_in = plain[:n_in] if mode == "pure" else \
-                ops.concatenate([plain[:n_in], timed[:n_in]], axis=0)
-        layers.append((col, col + width * cell.units, cell.units, w_in, _layer_tail(mode, cell)))
-        col += width * cell.units
+    m = input_size + sum(sizes)
+    heads = [_heads(c) for c in cells]
+    three = lambda c: 3 * c.units   # noqa: E731
+    w0 = ops.concatenate([
+        _block_columns(cells, input_size, sizes, lambda l: heads[l][0], three),   # [x, h]
+        _block_columns(cells, input_size, sizes, lambda l: heads[l][1], three),   # [x, h]·ts
+        ops.reshape(ops.concatenate([bias for _, _, _, bias in heads]), (1, -1)),  # 1
+        ops.concatenate([trow for _, _, trow, _ in heads], axis=1)], axis=0)      # ts
+    # e's columns: layer 0's input scales [1 (m), ts (m), 1, ts], the constant pair [1, 1]
+    # that becomes the 1, ts columns of layer 0's input, then [1 (n), ts (n)] for each later
+    # layer's input (n = the previous layer's units)
+    scale_c = [np.zeros(m), np.ones(m), [0.0, 1.0], [0.0, 0.0]]
+    scale_d = [np.ones(m), np.zeros(m), [1.0, 0.0], [1.0, 1.0]]
+    layers, col, offset = [], 0, 2 * m + 4
+    for l, (cell, (plain, timed, _, _)) in enumerate(zip(cells, heads)):
+        n, copies = cell.units, 1 if l == len(cells) - 1 else 2
+        if l == 0:
+            w_in, s0, s1 = None, 0, 2 * m + 2
+        else:
+            n_in = cell.input_size
+            w_in = ops.concatenate([plain[:n_in], timed[:n_in]], axis=0)
+            s0, s1 = offset, offset + 2 * n_in
+            scale_c += [np.zeros(n_in), np.ones(n_in)]
+            scale_d += [np.ones(n_in), np.zeros(n_in)]
+            offset = s1
+        layers.append((col, col + 3 * n, n, w_in, _mixer(mode, n, copies), s0, s1,
+                       copies * n, 2 * copies * n))
+        col += 3 * n
     plan = CfCPlan()
-    plan.mode, plan.layers, plan.backbone = mode, layers, None
-    w_plain = ops.concatenate(col_blocks_plain, axis=1)
-    if mode == "pure":
-        plan.w0 = w_plain
-    else:
-        plan.w0 = ops.concatenate([w_plain, ops.concatenate(col_blocks_timed, axis=1),
-                                   ops.concatenate(trows, axis=1)], axis=0)
-    plan.b0 = ops.concatenate(biases)
+    plan.mode, plan.layers, plan.backbone, plan.w0, plan.b0 = mode, layers, None, w0, None
+    plan.ts_w = ops.from_numpy(np.concatenate(scale_c).astype(np.float32).reshape(1, -1))
+    plan.ts_b = ops.from_numpy(np.concatenate(scale_d).astype(np.float32))
+    plan.bias_col = 2 * m + 2   # e[bias_col:bias_col + 2] = [1, 1]
     plan.head_w = plan.head_b = None
-    plan.dense = [_dense_layer(c) for c in cells] if mode != "pure" else None
+    plan.dense = [_dense_layer(c) for c in cells]
+    plan.run = runner(plan)
+    return plan
+
+
+def _pure_stack_plan(cells, input_size: int) -> CfCPlan:
+    """Pure mode: one matmul of ``[x, h]`` gives every layer's ``v·W1 + b1`` from x and its
+    own old state; layers after the first add ``u·W1_in`` of the previous layer's output."""
+    sizes = [c.units for c in cells]
+    heads = [_heads(c) for c in cells]
+    layers, col = [], 0
+    for l, (cell, (plain, _, _, _)) in enumerate(zip(cells, heads)):
+        w_in = plain[:cell.input_size] if l > 0 else None
+        layers.append((col, col + cell.units, cell.units, w_in, _layer_tail("pure", cell)))
+        col += cell.units
+    plan = CfCPlan()
+    plan.mode, plan.layers, plan.backbone = "pure", layers, None
+    plan.w0 = _block_columns(cells, input_size, sizes, lambda l: heads[l][0], lambda c: c.units)
+    plan.b0 = ops.concatenate([bias for _, _, _, bias in heads])
+    plan.head_w = plan.head_b = plan.dense = plan.ts_w = plan.ts_b = plan.bias_col = None
     plan.run = runner(plan)
     return plan
 
@@ -152,7 +200,7 @@ def build_backbone_plan(cell) -> CfCPlan:
     plan.mode, plan.backbone, plan.b0, plan.w0 = cell.mode, backbone, None, None
     plan.head_w = plain if cell.mode == "pure" else ops.concatenate([plain, timed, trow], axis=0)
     plan.head_b = bias
-    plan.dense = None
+    plan.dense = plan.ts_w = plan.ts_b = plan.bias_col = None
     plan.layers = [(0, (1 if cell.mode == "pure" else 3) * cell.units, cell.units, None,
                     _layer_tail(cell.mode, cell))]
     plan.run = runner(plan)
@@ -162,31 +210,58 @@ def build_backbone_plan(cell) -> CfCPlan:
 def runner(plan: CfCPlan):
     """The step function of a plan: ``run(x, h, ts) -> (last layer's output, new state)``.
     The common case (gated modes, no backbone: every wired CfC) is a closure with every
-    weight and op bound locally, because at batch 1 attribute lookups cost as much as math."""
+    weight and op bound locally, because at batch 1 attribute lookups cost as much as math.
+    One row runs as 1-D vectors (fewer dimensions for NumPy to walk: ~1 µs of ~14 per step),
+    from ``LARGE_BATCH`` rows up the layered runner takes over."""
     if plan.mode == "pure" or plan.backbone is not None:
         return lambda x, h, ts: run(plan, x, h, ts)
     concat, matmul, tanh = ops.concatenate, ops.matmul, ops.tanh
-    w0, b0 = plan.w0, plan.b0
-    (a0, a1, n0, _, p0), rest = plan.layers[0], [(c0, c1, n, w, p) for c0, c1, n, w, p
-                                                  in plan.layers[1:]]
-    m0 = 2 * n0
+    ts_w, ts_b, w0 = plan.ts_w, plan.ts_b, plan.w0
+    one0, one1 = plan.bias_col, plan.bias_col + 2
+    (_, a1, n0, _, p0, _, m2, k1, k2), rest = plan.layers[0], plan.layers[1:]
+    middle = [(c0, c1, n, w_in, p, s0, s1, j1, j2)
+              for c0, c1, n, w_in, p, s0, s1, j1, j2 in rest[:-1]]
     run_large = _layered_runner(plan)
 
-    def run_gated(x, h, ts):
-        if x.shape[0] >= LARGE_BATCH:
-            return run_large(x, h, ts)
-        u = concat([x, h], axis=1)
-        z = matmul(concat([u, u * ts, ts], axis=1), w0) + b0
-        pqg = matmul(tanh(z[:, a0:a1]), p0)
-        out = pqg[:, :n0] + pqg[:, m0:] * pqg[:, n0:m0]
-        if not rest:
+    if not rest:
+        def run_one(x, h, ts):
+            b = x.shape[0]
+            if b >= LARGE_BATCH:
+                return run_large(x, h, ts)
+            if b == 1:   # one row: 1-D vectors ([..., a:b] and axis=-1 serve both ranks)
+                x, h, ts = x[0], h[0], ts[0]
+            e = matmul(ts, ts_w) + ts_b
+            z = matmul(concat([x, h, x, h, e[..., one0:one1]], axis=-1) * e[..., :m2], w0)
+            pgq = matmul(tanh(z), p0)
+            out = pgq[..., :k1] + pgq[..., k1:k2] * pgq[..., k2:]
+            if b == 1:
+                out = out[None]
             return out, out
-        outs = [out]
-        for c0, c1, n, w_in, p in rest:
-            pqg = matmul(tanh(z[:, c0:c1] + matmul(concat([out, out * ts], axis=1), w_in)), p)
-            out = pqg[:, :n] + pqg[:, n + n:] * pqg[:, n:n + n]
-            outs.append(out)
-        return out, concat(outs, axis=1)
+        return run_one
+
+    lc0, _, _, lw_in, lp, ls0, ls1, l1, l2 = rest[-1]
+
+    def run_gated(x, h, ts):
+        b = x.shape[0]
+        if b >= LARGE_BATCH:
+            return run_large(x, h, ts)
+        if b == 1:   # one row: 1-D vectors ([..., a:b] and axis=-1 serve both ranks)
+            x, h, ts = x[0], h[0], ts[0]
+        e = matmul(ts, ts_w) + ts_b
+        z = matmul(concat([x, h, x, h, e[..., one0:one1]], axis=-1) * e[..., :m2], w0)
+        pgq = matmul(tanh(z[..., :a1]), p0)
+        out = pgq[..., :k1] + pgq[..., k1:k2] * pgq[..., k2:]   # [h0', h0']
+        state = [out[..., :n0]]
+        for c0, c1, n, w_in, p, s0, s1, j1, j2 in middle:
+            pgq = matmul(tanh(z[..., c0:c1] + matmul(out * e[..., s0:s1], w_in)), p)
+            out = pgq[..., :j1] + pgq[..., j1:j2] * pgq[..., j2:]
+            state.append(out[..., :n])
+        pgq = matmul(tanh(z[..., lc0:] + matmul(out * e[..., ls0:ls1], lw_in)), lp)
+        out = pgq[..., :l1] + pgq[..., l1:l2] * pgq[..., l2:]
+        state.append(out)
+        if b == 1:
+            return out[None], concat(state)[None]
+        return out, concat(state, axis=-1)
     return run_gated
 
 
@@ -231,12 +306,10 @@ def run(plan: CfCPlan, x, h, ts, dropout=None):
             z = ops.matmul(v, plan.head_w) + plan.head_b
         else:
             z = ops.matmul(ops.concatenate([v, v * ts, ts], axis=1), plan.head_w) + plan.head_b
+    elif plan.mode == "pure":
+        z = ops.matmul(ops.concatenate([x, h], axis=1), plan.w0) + plan.b0
     else:
-        u = ops.concatenate([x, h], axis=1)
-        if plan.mode == "pure":
-            z = ops.matmul(u, plan.w0) + plan.b0
-        else:
-            z = ops.matmul(ops.concatenate([u, u * ts, ts], axis=1), plan.w0) + plan.b0
+        return plan.run(x, h, ts)   # a gated stack (no backbone, so nothing to drop out)
     outs = []
     inp = None
     if plan.mode == "pure":
@@ -252,7 +325,7 @@ def run(plan: CfCPlan, x, h, ts, dropout=None):
             pre = z[:, c0:c1]
             if w_in is not None:
                 pre = pre + ops.matmul(ops.concatenate([inp, inp * ts], axis=1), w_in)
-            pqg = ops.matmul(ops.tanh(pre), mixer)
-            inp = pqg[:, :units] + pqg[:, 2 * units:] * pqg[:, units:2 * units]
+            pgq = ops.matmul(ops.tanh(pre), mixer)
+            inp = pgq[:, :units] + pgq[:, units:2 * units] * pgq[:, 2 * units:]
             outs.append(inp)
     return inp, (outs[0] if len(outs) == 1 else ops.concatenate(outs, axis=1))
