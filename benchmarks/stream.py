@@ -10,10 +10,12 @@ For each message format (``--per-message 1,100``: one JSON event per message, or
    of event messages with ``getmany``, produces every message unchanged to another topic, waits
    for the broker's acks and commits — per ``getmany`` batch. Nothing is decoded.
 2. **ember worker**: one ``python -m stream_app.worker`` (Faust, the real fitted Pipeline,
-   at-least-once by default) is started on the same backlog; events/s is measured from its first
-   processed batch to its last (``/metrics``), so start-up is excluded.
-3. **latency**: with the worker idle, events are produced at half the worker's measured rate
-   for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
+   at-least-once by default) is started on the same backlog; events/s is measured from the
+   moment it holds its partitions to its last batch (``/metrics``, ``/health``), so process
+   start-up is excluded and everything after it (state recovery, first fetch) counts.
+3. **latency**: with the worker idle, fresh events (later in time, 1 % spiked) are produced at
+   ``--latency-fractions`` of the worker's measured rate (default one half) for
+   ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
    (the alert names the source partition and offset). p50 / p99.
 
 Prints one table and the ratio worker / raw per format. Events are the generated sample
@@ -71,6 +73,24 @@ def make_data(keys: int, events: int, seed: int = 11):
     return history, rows
 
 
+def later_rows(rows: list[dict], n: int, cycles: int, seed: int = 5) -> tuple[list[dict], int]:
+    """``n`` fresh events for the latency runs: ``rows`` again, each pass over them shifted
+    past every event sent so far (``cycles`` passes were made before). 1 % are spiked, larger
+    at every pass, so they still alert once the model's tails have seen the earlier spikes.
+    Returns the events and the passes made in all."""
+    span = rows[-1]["time"] - rows[0]["time"] + 1.0
+    rng = np.random.default_rng(seed + cycles)
+    out = []
+    for i in range(n):
+        cycle = cycles + 1 + i // len(rows)
+        row = dict(rows[i % len(rows)])
+        row["time"] += span * cycle
+        if rng.random() < 0.01:
+            row["requests"] = (row["requests"] * 30 + 5000) * (cycle + 1)
+        out.append(row)
+    return out, cycles + 1 + (n - 1) // len(rows)
+
+
 def fit_model(history, model_dir: Path) -> str:
     from ember_models.config import parse_config
     from ember_models.pipeline import Pipeline
@@ -84,8 +104,8 @@ def fit_model(history, model_dir: Path) -> str:
 
 
 async def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None,
-                      sent_at: dict | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
+                      sent_at: dict | None = None, linger_ms: int = 5) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all",
                                 max_request_size=16 * 1024 * 1024)
     await producer.start()
     try:
@@ -109,7 +129,7 @@ async def produce_all(bootstrap: str, topic: str, messages, rate: float | None =
         await producer.stop()
 
 
-async def raw_passthrough(bootstrap: str, src: str, dst: str, n_messages: int, per_message: int) -> float:
+async def raw_passthrough(bootstrap: str, src: str, dst: str, n_messages: int, per_message: float) -> float:
     """consume (getmany) → produce every message → wait for acks → commit; events/s."""
     group = f"raw-{uuid.uuid4().hex[:6]}"
     await wait_for_coordinators(bootstrap, group_ids=[group])
@@ -188,20 +208,19 @@ class Worker:
             time.sleep(0.2)
         raise RuntimeError("worker did not get partitions")
 
-    def throughput(self, n_events: int, timeout_s: float = 600) -> float:
-        """Events/s from the first processed batch to the last."""
+    def throughput(self, n_events: int, timeout_s: float = 900) -> float:
+        """Events/s from now (the worker holds its partitions; the backlog is waiting) until the
+        worker's last batch once it has processed ``n_events`` (the end time is its own clock,
+        ``last_batch_at``, so polling /metrics sparingly costs no precision)."""
+        t_start = time.time()
         deadline = time.monotonic() + timeout_s
-        t_first = n_first = None
         while time.monotonic() < deadline:
             done = self.events_done()
-            now = time.perf_counter()
-            if t_first is None and done > 0:
-                t_first, n_first = now, done
             if done >= n_events:
-                return (done - n_first) / (now - t_first) if now > t_first else float("nan")
+                return done / (json.loads(self._get("/health"))["last_batch_at"] - t_start)
             if self.proc.poll() is not None:
                 raise RuntimeError("worker exited; see worker.log")
-            time.sleep(0.05)
+            time.sleep(0.25)
         raise RuntimeError(f"worker processed {self.events_done():.0f} of {n_events} events in {timeout_s} s")
 
     def stop(self) -> None:
@@ -232,7 +251,8 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
                     received.append((now, (src["partition"], src["offset"])))
 
     reader = asyncio.create_task(read_alerts())
-    await produce_all(bootstrap, topics["events"], messages, rate=rate_msgs, sent_at=sent_at)
+    # a latency-minded producer: linger 1 ms (the send time is taken when send() is called)
+    await produce_all(bootstrap, topics["events"], messages, rate=rate_msgs, sent_at=sent_at, linger_ms=1)
     await asyncio.sleep(2.0)
     done.set()
     await reader
@@ -260,16 +280,22 @@ def machine() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=60_000)
+    ap.add_argument("--events", default="60000,600000",
+                    help="events per format (comma-separated, matching --per-message)")
     ap.add_argument("--keys", type=int, default=256)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--per-message", default="1,100", help="events per message, comma-separated")
     ap.add_argument("--batch-size", type=int, default=1000, help="worker micro-batch (messages)")
-    ap.add_argument("--max-wait", type=float, default=0.02, help="worker batch_max_wait_s")
+    ap.add_argument("--max-wait", type=float, default=0.01, help="worker batch_max_wait_s")
     ap.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
     ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--latency-fractions", default="0.5",
+                    help="measure latency at these fractions of the worker's max rate (comma-separated)")
     args = ap.parse_args()
     formats = [int(x) for x in args.per_message.split(",")]
+    counts = [int(x) for x in args.events.split(",")]
+    counts += counts[-1:] * (len(formats) - len(counts))  # the last count for formats not given one
+    fractions = [float(x) for x in args.latency_fractions.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="ember-bench-"))
     bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
@@ -280,39 +306,40 @@ def main() -> int:
     print(f"machine: {machine()}; Kafka {broker.DEFAULT_VERSION if started else '(external)'} at {bootstrap}")
     try:
         t0 = time.perf_counter()
-        history, rows = make_data(args.keys, args.events)
+        history, rows = make_data(args.keys, max(counts))
         version = fit_model(history, work / "model")
-        print(f"data: {len(rows)} events, {args.keys} keys; model {version} fitted on "
+        print(f"data: up to {len(rows)} events, {args.keys} keys; model {version} fitted on "
               f"{history.num_rows} events ({time.perf_counter() - t0:.1f} s)")
         results = []
-        for per in formats:
-            msgs = encode_messages(rows, "service", args.partitions, per)
+        for per, count in zip(formats, counts):
+            fmt_rows = rows[:count]
+            msgs = encode_messages(fmt_rows, "service", args.partitions, per)
             tag = uuid.uuid4().hex[:6]
             names = {k: f"bench-{tag}-{k}" for k in ("raw-in", "raw-out", "events", "alerts", "dlq")}
             asyncio.run(ensure_topics(bootstrap, {n: args.partitions for n in names.values()}))
             asyncio.run(produce_all(bootstrap, names["raw-in"], msgs))
-            raw = asyncio.run(raw_passthrough(bootstrap, names["raw-in"], names["raw-out"], len(msgs), per))
+            raw = asyncio.run(raw_passthrough(bootstrap, names["raw-in"], names["raw-out"], len(msgs),
+                                              len(fmt_rows) / len(msgs)))
 
             asyncio.run(produce_all(bootstrap, names["events"], msgs))
             wdir = work / f"worker-{per}"
             wdir.mkdir()
             topics = {"events": names["events"], "alerts": names["alerts"], "dlq": names["dlq"]}
             w = Worker(bootstrap, topics, work / "model", wdir, args.guarantee, args.batch_size, args.max_wait)
+            cycles = 0  # passes over the rows made so far (each later in time than the last)
             try:
                 w.wait_ready()
-                ember = w.throughput(len(rows))
-                # latency at half the measured rate, on fresh events of the same keys
-                n_lat = int(ember * 0.5 * args.latency_seconds)
-                span = rows[-1]["time"] - rows[0]["time"] + 1.0
-                lat_rows = [dict(rows[i % len(rows)], time=rows[i % len(rows)]["time"] + span * (1 + i // len(rows)))
-                            for i in range(n_lat)]
-                lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
-                lat = asyncio.run(measure_latency(bootstrap, topics, lat_msgs,
-                                                  rate_msgs=len(lat_msgs) / args.latency_seconds))
+                ember = w.throughput(len(fmt_rows))
+                for fraction in fractions:
+                    rate = ember * fraction
+                    lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
+                    lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
+                    lat = asyncio.run(measure_latency(bootstrap, topics, lat_msgs,
+                                                      rate_msgs=len(lat_msgs) / args.latency_seconds))
+                    p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
+                    results.append((per, raw, ember, ember / raw, rate, len(lat), p50, p99))
             finally:
                 w.stop()
-            p50, p99 = (np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2)
-            results.append((per, raw, ember, ember / raw, ember * 0.5, len(lat), p50, p99))
         print()
         print(f"{'events/msg':>10} {'raw ev/s':>10} {'ember ev/s':>11} {'ratio':>6} "
               f"{'lat rate':>9} {'alerts':>7} {'p50 ms':>7} {'p99 ms':>7}")

@@ -43,6 +43,11 @@ class Metrics:
             "ember_batch_seconds", "Wall time to process one micro-batch (decode to sends and state)",
             buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.delay_seconds = Histogram(
+            "ember_batch_delay_seconds",
+            "Age of a micro-batch's oldest message (its Kafka timestamp) when processing starts",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
         self.step_seconds = Histogram(
             "ember_pipeline_step_seconds", "Time in Pipeline.step per micro-batch",
             buckets=_LATENCY_BUCKETS, registry=r,

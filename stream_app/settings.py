@@ -102,7 +102,7 @@ class StreamSettings(BaseSettings):
     # --- processing ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     batch_size: int = Field(1000, ge=1, description="messages per micro-batch, at most")
-    batch_max_wait_s: float = Field(0.02, gt=0, description="wait at most this for a full batch")
+    batch_max_wait_s: float = Field(0.01, gt=0, description="wait at most this for a full batch")
     max_payload_bytes: int = Field(1_048_576, ge=64, description="larger messages are dead letters")
     missing_values: Literal["impute", "dead_letter"] = Field(
         "impute",
@@ -116,7 +116,7 @@ class StreamSettings(BaseSettings):
         86_400.0, gt=0, description="an event time further than this past the wall clock is a dead letter"
     )
     commit_interval_s: float = Field(1.0, gt=0)
-    producer_linger_ms: int = Field(5, ge=0)
+    producer_linger_ms: int = Field(1, ge=0)
     session_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
 
