@@ -335,7 +335,6 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     # the partition) compares it with the first offset it is given, to notice skipped messages.
     writes += [(CURSOR_KEY, p, _CURSOR.pack(off)) for p, off in new_positions.items()]
     changelog = []
-    if os.environ.get('SCRATCH_NOSTATE'): writes = []
     for key_bytes, partition, value in writes:
         changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
     await asyncio.gather(*outputs, *(f for _, f in changelog))
