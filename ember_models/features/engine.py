@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..config import DataConfig, EmberConfig, default_features, load_config, parse_config
-from .base import Feature, RoundInputs
+from .base import Feature
 from .columns import EventColumns, read_columns
 from .layout import RoundLayout
+from .rounds import FeatureRounds
 from .registry import build_feature
 from .state_codec import StateCodec
 
@@ -172,6 +173,23 @@ class FeatureEngine:
         `layout`: the rows' RoundLayout when the caller has built it (for this key_index) and
         checked the time order already. `round_order`: the features in the layout's round
         order (row ``layout.order[i]`` at i) instead of row order."""
+        rounds = self.rounds(state, key_index, times, values, categories, keys, layout)
+        order = rounds.layout.order
+        out = np.empty((order.shape[0], self.n_features), dtype=np.float32)
+        for a, n, feats in rounds:
+            if round_order:
+                np.copyto(out[a:a + n], feats)
+            else:
+                out[order[a:a + n]] = feats
+        return out, rounds.state()
+
+    def rounds(self, state: State, key_index: np.ndarray, times: np.ndarray,
+               values: np.ndarray, categories: np.ndarray | None = None,
+               keys: Sequence | None = None, layout: RoundLayout | None = None,
+               block_keys: int | None = None) -> FeatureRounds:
+        """``step_events`` one round at a time (see rounds.py): iterate the result for each
+        round's (row in round order, n, features (n, d)), then ``.state()`` for the new state.
+        ``block_keys`` (default ``self.block_keys``): keys evaluated together."""
         key_index = np.asarray(key_index, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
         values = np.array(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
@@ -196,53 +214,8 @@ class FeatureEngine:
         # np.take keeps the arrays C-contiguous (v[..., idx] would not, and every op on a
         # strided state array costs 2-10x more).
         ranked = self.codec.take(state, layout.rank_order)
-        out = self._run(layout, ranked, times, values, categories, round_order)
-        new_state = {k: np.empty(v.shape, dtype=v.dtype) for k, v in ranked.items()}
-        self.codec.put(new_state, layout.rank_order, ranked)
-        return out, new_state
-
-    def _run(self, layout: RoundLayout, ranked: State, times, values, categories,
-             round_order: bool = False) -> np.ndarray:
-        order = layout.order
-        # Inputs in round order, fields first: round r is the column block a:b.
-        t_r = times[order]
-        x_r = np.ascontiguousarray(values[order].T)
-        c_r = np.ascontiguousarray(categories[order].T)
-        n_rows, d = order.shape[0], self.n_features
-        out = np.empty((n_rows, d), dtype=np.float32)
-        if n_rows == 0:
-            return out
-        n_keys = int(layout.round_start[1])
-        block = max(1, min(self.block_keys, n_keys))
-        buf = np.empty((d, block), dtype=np.float32)      # features x keys, as steps return them
-        rows = np.empty((block, d), dtype=np.float32)     # the same, one row per event
-        starts = layout.round_start[:-1]
-        active = np.diff(layout.round_start)              # keys active in each round
-        # Keys are independent, so work through them in blocks that keep their state in cache,
-        # each block through all its rounds.
-        for k0 in range(0, n_keys, block):
-            k1 = k0 + block
-            n_prev = -1
-            views: list[dict] = []
-            for a, n_active in zip((starts + k0).tolist(), active.tolist()):
-                n = min(n_active, k1) - k0
-                if n <= 0:
-                    break      # rounds only lose keys: none of this block is left
-                if n != n_prev:
-                    part = self.codec.slice(ranked, k0, k0 + n)
-                    views = [{local: part[flat] for flat, local in keys}
-                             for keys in self._state_keys]
-                    n_prev = n
-                b = a + n
-                inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
-                for f, sl, st in zip(self.features, self._slices, views):
-                    buf[sl, :n] = f.step(st, inp)
-                if round_order:
-                    np.copyto(out[a:b], buf[:, :n].T)
-                else:
-                    np.copyto(rows[:n], buf[:, :n].T)
-                    out[order[a:b]] = rows[:n]
-        return out
+        return FeatureRounds(self, layout, ranked, times, values, categories,
+                             self.block_keys if block_keys is None else block_keys)
 
     def transform(self, table: pa.Table | pa.RecordBatch | EventColumns,
                   state: State | Mapping[Any, bytes | None] | None = None,

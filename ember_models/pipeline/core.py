@@ -32,6 +32,10 @@ from .settings import PipelineSettings
 from .tail import TailEvidence
 
 MODEL_STREAMS = ("prediction_error", "rbm_free_energy", "label_head")
+# per-key arrays over all features or reservoir units: computed in float32 while a batch runs
+# (stored as float64 rows, which hold float32 values exactly, so a state saved between two
+# micro-batches resumes bit for bit)
+FLOAT32_STATE = ("std_mean", "std_var", "liquid")
 
 
 class DetectorCore:
@@ -52,7 +56,7 @@ class DetectorCore:
         self.tail = TailEvidence(len(self.stream_names), s.tail_size, s.tail_memory)
         spec = {"n_seen": ((), 0.0), "last_t": ((), 0.0), "dt_mean": ((), 0.0),
                 "quiet": ((), 0.0), "std_mean": ((d,), 0.0), "std_var": ((d,), 0.0),
-                "err_var": ((d,), 1.0), "liquid": ((self.liquid.state_size,), 0.0)}
+                "liquid": ((self.liquid.state_size,), 0.0)}
         spec.update(self.tail.layout())
         self.layout = RowLayout(spec)
         self.weights = np.ones(len(self.stream_names))
@@ -75,8 +79,9 @@ class DetectorCore:
 
     # ---- one event for each of n keys ------------------------------------------------------
     def step(self, st: dict, t, x, f, learn: bool = False):
-        """st: the n keys' state (name → backend array, replaced in the dict); t [n] epoch
-        seconds; x [n, V] values (NaN = missing); f [n, d] features (float32).
+        """st: the n keys' state (name → backend array, replaced in the dict; the
+        ``FLOAT32_STATE`` arrays in float32, see Pipeline._run); t [n] epoch seconds; x [n, V]
+        values (NaN = missing); f [n, d] features (float32).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
         level, in its standard deviations; None when no key alerts), evidence [n, S],
         learn_rows) where
@@ -84,48 +89,56 @@ class DetectorCore:
         valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
         s = self.settings
         n_seen = st["n_seen"]
+        # every key of the batch past its first two events (the usual case once a backfill or
+        # a stream is under way): the selects for new keys below would pick one side everywhere
+        settled = ops.item(ops.min(n_seen)) > 1.5 if ops.shape(n_seen)[0] else True
         seen_any = n_seen > 0.5
-        # 1. per-key standardisation (plain averages while young, then exponential forgetting)
-        f64 = ops.astype(f, "float64")
+        # 1. per-key standardisation (plain averages while young, then exponential forgetting),
+        # in float32 like the features: every op here is over all keys x all features
+        f = ops.astype(f, ops.float32)
         mean, var = st["std_mean"], st["std_var"]
-        mean = ops.where(ops.expand_dims(seen_any, 1), mean, f64)
-        sd = ops.sqrt(var) + 1e-6 * (1.0 + ops.abs(mean))
-        u = ops.clip((f64 - mean) / sd, -s.clip, s.clip)
-        a = ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1)
-        dlt = f64 - mean
-        st["std_mean"] = mean + a * dlt
-        st["std_var"] = (1.0 - a) * (var + a * dlt * dlt)
-        u32 = ops.astype(u, "float32")
+        if not settled:
+            mean = ops.where(ops.expand_dims(seen_any, 1), mean, f)
+        dlt = f - mean
+        sd = ops.sqrt(var) + (1e-6 + 1e-6 * ops.abs(mean))
+        u = ops.clip(dlt / sd, -s.clip, s.clip)
+        a = ops.astype(ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1),
+                       ops.float32)
+        adlt = a * dlt
+        st["std_mean"] = mean + adlt
+        st["std_var"] = (1.0 - a) * (var + adlt * dlt)
         # 2. prediction error of the motor layer (it predicted u from the state before)
-        h = st["liquid"]                          # float32 while a batch runs (see Pipeline._run)
+        h = st["liquid"]
         outs = self.branch_outputs(h)
-        err = u - ops.astype(self.motor(outs), "float64")
-        err_var = st["err_var"]
-        st["err_var"] = ops.where(ops.expand_dims(seen_any, 1),
-                                  (1.0 - a) * err_var + a * err * err, err_var)
-        pred_raw = ops.mean(err * err, axis=1)
+        err = u - self.motor(outs)
+        pred_raw = ops.astype(ops.mean(err * err, axis=1), ops.float64)
         # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
-        dt = ops.where(seen_any, ops.maximum(t - st["last_t"], 0.0), ops.zeros_like(t))
+        dt = ops.maximum(t - st["last_t"], 0.0)
         dt_mean = st["dt_mean"]
         a_dt = ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01)
-        dt_mean = ops.where(n_seen > 1.5, dt_mean + a_dt * (dt - dt_mean),
-                            ops.where(seen_any, dt, dt_mean))
+        if settled:
+            dt_mean = dt_mean + a_dt * (dt - dt_mean)
+        else:
+            dt = ops.where(seen_any, dt, ops.zeros_like(t))
+            dt_mean = ops.where(n_seen > 1.5, dt_mean + a_dt * (dt - dt_mean),
+                                ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.clip(ts, 0.0, 100.0)
-        h_new = self.liquid.next_state(u32, h, ops.astype(ops.reshape(ts, (-1, 1)), "float32"))
+        h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32))
         st["dt_mean"], st["last_t"] = dt_mean, t
         # 4. RBM free energy, label head; the values, both directions
-        fe = ops.astype(self.rbm.free_energy(u32), "float64")
+        fe = ops.astype(self.rbm.free_energy(u), ops.float64)
         # the label head judges the event itself: the reservoir after it, and its features
-        outs_after = (ops.concatenate([self.branch_outputs(h_new), u32], axis=1)
+        outs_after = (ops.concatenate([self.branch_outputs(h_new), u], axis=1)
                       if (learn or self.label_w is not None) else None)
         label = (ops.astype(ops.matmul(outs_after, self.label_w[:-1]) + self.label_w[-1],
-                            "float64")
-                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), "float64"))
-        young = ops.expand_dims(n_seen < 1.5, 1)
+                            ops.float64)
+                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), ops.float64))
         model_raw = ops.stack([pred_raw, fe, label], axis=1)
-        model_raw = ops.where(young, ops.full(ops.shape(model_raw), float("nan"), "float64"),
-                              model_raw)
+        if not settled:
+            model_raw = ops.where(ops.expand_dims(n_seen < 1.5, 1),
+                                  ops.full(ops.shape(model_raw), float("nan"), ops.float64),
+                                  model_raw)
         raw = ops.to_numpy(ops.concatenate([x, -x, model_raw], axis=1))
         # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
         evidence = self.tail.step(st, raw)
@@ -136,15 +149,15 @@ class DetectorCore:
         score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
         alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
         st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
-                                                "float64"),
+                                                ops.float64),
                                 ops.maximum(st["quiet"] - 1.0, 0.0))
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
-        dev = ((f64 - mean) / ops.maximum(sd, 0.1 * ops.abs(mean))
-               if ops.item(ops.max(ops.astype(alert, "int32"))) else None)
+        dev = (dlt / ops.maximum(sd, 0.1 * ops.abs(mean))
+               if ops.item(ops.max(ops.astype(alert, ops.int32))) else None)
         st["liquid"] = h_new
         st["n_seen"] = n_seen + 1.0
-        rows = (outs, u32, seen_any, outs_after) if learn else None
+        rows = (outs, u, seen_any, outs_after) if learn else None
         return score, alert, dev, evidence, rows
 
     def get_config(self) -> dict:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from .. import model_file, ops
 from ..config import EmberConfig, parse_config
-from .core import DetectorCore
+from .core import FLOAT32_STATE, DetectorCore
 from ..features.layout import RoundLayout
 from .events import KeyGrid, grid_from_layout
 from .key_state import pack_many, unpack_many
@@ -171,45 +171,49 @@ class Pipeline:
         grid = grid_from_layout(layout, cols.key_index, cols.keys, cols.times)
         code = layout.rank[cols.key_index]                 # input row → grid key
         fstate, rows, restarted = self._gather_states(grid.keys, states)
-        feats, fstate = (core.engine.step_events(fstate, code, cols.times, cols.values,
-                                                 cols.categories, keys=grid.keys,
-                                                 layout=layout.by_rank(), round_order=True)
-                         if grid.keys else (np.zeros((0, core.d), np.float32), None))
-        n = table.num_rows
-        score = np.zeros(n)
-        alert = np.zeros(n, bool)
-        found: dict[int, tuple] = {}
+        n_keys, n = len(grid.keys), table.num_rows
         # the tail statistics stay NumPy (updated in place); the rest lives on the backend
         st = {k: (v if k in TailEvidence.NAMES else ops.from_numpy(v))
               for k, v in core.layout.split(rows).items()}
-        st["liquid"] = ops.astype(st["liquid"], "float32")   # the reservoir computes in float32
+        for k in FLOAT32_STATE:                            # the batch computes these in float32
+            st[k] = ops.astype(st[k], ops.float32)
+        # Everything per step is in round order (step t's events are the rows r0:r0 + m of
+        # layout.order, grid keys in order): each step reads and writes slices, not gathers.
+        order = layout.order
+        score_r, alert_r = np.zeros(n), np.zeros(n, bool)
+        found: dict[int, tuple] = {}
         collected = []
-        n_keys = len(grid.keys)
-        # the inputs in round order (step t's events are one block, grid keys in order), like
-        # the features: each step reads slices, not gathers
-        times_r, values_r = cols.times[layout.order], cols.values[layout.order]
-        for t, r0 in zip(range(grid.steps), layout.round_start.tolist()):
-            m = int(grid.active[t])
-            idx = grid.rows[:m, t]
+        values_r = cols.values[order]
+        # the features of each round come straight from the engine, one round at a time (all
+        # keys in one block: the detector also advances every key per round)
+        rounds = (core.engine.rounds(fstate, code, cols.times, cols.values, cols.categories,
+                                     keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys)
+                  if n_keys else None)
+        times_r = rounds.t_r if n_keys else cols.times
+        for r0, m, feats in (rounds if n_keys else ()):
+            r1 = r0 + m
             view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
             s, a, dev, evid, learned = core.step(
-                view, ops.from_numpy(times_r[r0:r0 + m]), ops.from_numpy(values_r[r0:r0 + m]),
-                ops.from_numpy(feats[r0:r0 + m]), learn=learn)
+                view, ops.from_numpy(times_r[r0:r1]), ops.from_numpy(values_r[r0:r1]),
+                ops.from_numpy(feats), learn=learn)
             if m == n_keys:
                 st = view
             else:   # the keys still running are a prefix: write their new rows back
                 for k in st:
                     if k not in TailEvidence.NAMES:
                         st[k][:m] = view[k]
-            score[idx] = ops.to_numpy(s)
+            score_r[r0:r1] = ops.to_numpy(s)
             a_np = ops.to_numpy(a)
-            alert[idx] = a_np
+            alert_r[r0:r1] = a_np
             if learned is not None:
-                collected.append((idx, learned))
+                collected.append((order[r0:r1], learned))
             if details and a_np.any():
                 d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
                 for i in np.flatnonzero(a_np):
-                    found[int(idx[i])] = (d_np[i], e_np[i], feats[r0 + i])
+                    found[int(order[r0 + i])] = (d_np[i], e_np[i], feats[i].copy())
+        score, alert = np.empty(n), np.empty(n, bool)
+        score[order], alert[order] = score_r, alert_r
+        fstate = rounds.state() if n_keys else None
         final = (core.layout.join({k: np.asarray(ops.to_numpy(v), np.float64)
                                    for k, v in st.items()}) if n_keys else None)
         run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted,

