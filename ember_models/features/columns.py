@@ -58,12 +58,40 @@ def _first_null_row(col: pa.ChunkedArray) -> int:
 
 
 def encode_keys(col: pa.ChunkedArray, field: str) -> tuple[list, np.ndarray]:
+    """(the distinct keys in order of first appearance, row -> position in them)."""
     if col.null_count:
         raise ValueError(f"key field {field!r} is null at row {_first_null_row(col)}")
     if pa.types.is_dictionary(col.type):
+        got = _dictionary_codes(col)
+        if got is not None:
+            return got
         col = col.cast(col.type.value_type)
     enc = pc.dictionary_encode(col.combine_chunks())
     return enc.dictionary.to_pylist(), enc.indices.to_numpy().astype(np.int64, copy=False)
+
+
+def _dictionary_codes(col: pa.ChunkedArray) -> tuple[list, np.ndarray] | None:
+    """encode_keys of a dictionary column from its codes, without materialising one string
+    per row (a backfill shard's keys arrive dictionary-encoded); None when the dictionary
+    repeats a value (then two codes would be one key)."""
+    if col.num_chunks > 1:
+        col = col.unify_dictionaries()
+    chunks = col.chunks
+    if not chunks:
+        return [], np.zeros(0, np.int64)
+    dictionary = chunks[0].dictionary
+    if pc.count_distinct(dictionary).as_py() != len(dictionary):
+        return None
+    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+    # codes in order of first appearance, from the runs of equal codes (one run per key when
+    # the rows are grouped by key, as a backfill shard is)
+    starts = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    run_codes = codes[np.concatenate([[0], starts])] if len(codes) else codes
+    _, first = np.unique(run_codes, return_index=True)
+    present = run_codes[np.sort(first)]
+    remap = np.empty(len(dictionary), np.int64)
+    remap[present] = np.arange(len(present))
+    return dictionary.take(pa.array(present)).to_pylist(), remap[codes]
 
 
 def time_seconds(col: pa.ChunkedArray, field: str, unit: str = "s") -> np.ndarray:

@@ -20,17 +20,14 @@ from ..config import DataConfig, EmberConfig, default_features, load_config, par
 from .base import Feature
 from .columns import EventColumns, read_columns
 from .layout import RoundLayout
-from .rounds import FeatureRounds
+from .rounds import VALUE_LIMIT, FeatureRounds  # noqa: F401 (VALUE_LIMIT: public here)
 from .registry import build_feature
 from .state_codec import StateCodec
 
 State = dict  # flat: "<feature>/<state name>" -> array whose LAST axis is the key
 
-# Values are clamped to +-VALUE_LIMIT (and non-finite ones become missing) before any feature
-# sees them, and times must lie within +-TIME_LIMIT_S: then every feature's float64 state stays
-# finite and every output fits float32 (squares of 1e15 are 1e30), with no clipping pass over
-# the outputs.
-VALUE_LIMIT = 1e15
+# Times must lie within +-TIME_LIMIT_S (and values within rounds.VALUE_LIMIT): then every
+# feature's float64 state stays finite and every output fits float32.
 TIME_LIMIT_S = 1e12
 
 
@@ -192,12 +189,13 @@ class FeatureEngine:
         ``block_keys`` (default ``self.block_keys``): keys evaluated together."""
         key_index = np.asarray(key_index, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
-        values = np.array(values, dtype=np.float64).reshape(times.shape[0], len(self.data.value_fields))
-        values[~np.isfinite(values)] = np.nan
-        np.clip(values, -VALUE_LIMIT, VALUE_LIMIT, out=values)
-        bad = ~(np.abs(times) <= TIME_LIMIT_S)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
+        # (cleaned by FeatureRounds once in round order: non-finite -> NaN, clipped to
+        # +-VALUE_LIMIT)
+        values = np.asarray(values, dtype=np.float64).reshape(times.shape[0],
+                                                              len(self.data.value_fields))
+        # min/max are NaN if any time is: no temporaries unless something is wrong
+        if times.size and not (times.min() >= -TIME_LIMIT_S and times.max() <= TIME_LIMIT_S):
+            row = int(np.flatnonzero(~(np.abs(times) <= TIME_LIMIT_S))[0])
             raise ValueError(f"time {times[row]!r} of row {row} is not finite epoch seconds within "
                              f"+-{TIME_LIMIT_S:g} (milliseconds? set data.time_unit)")
         if categories is None:

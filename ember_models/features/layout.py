@@ -32,20 +32,26 @@ class RoundLayout:
         rank[self.rank_order] = np.arange(n_keys)
         key_start = np.zeros(n_keys + 1, dtype=np.int64)
         np.cumsum(lengths, out=key_start[1:])
-        if n == 0 or np.all(key_index[1:] >= key_index[:-1]):
+        # (np.take rather than fancy indexing, and in-place arithmetic: a backfill shard has
+        # millions of rows, and each fresh temporary of that size is page faults)
+        if n == 0 or not (key_index[1:] < key_index[:-1]).any():
             self.by_key = None             # rows already grouped by key (the backfill case)
-            position = np.arange(n) - key_start[key_index]
+            position = np.arange(n)
+            position -= np.take(key_start, key_index)
         else:
             self.by_key = np.argsort(key_index, kind="stable")
             position = np.empty(n, dtype=np.int64)
-            position[self.by_key] = np.arange(n) - key_start[key_index[self.by_key]]
+            rel = np.arange(n)
+            rel -= np.take(key_start, np.take(key_index, self.by_key))
+            position[self.by_key] = rel
         self.position = position
         n_rounds = int(lengths.max()) if n else 0
         keys_ending = np.bincount(lengths, minlength=n_rounds + 1)       # keys with length == r
         n_active = n_keys - np.cumsum(keys_ending)[:n_rounds]             # keys with length > r
         self.round_start = np.zeros(n_rounds + 1, dtype=np.int64)
         np.cumsum(n_active, out=self.round_start[1:])
-        dest = self.round_start[position] + rank[key_index]
+        dest = np.take(self.round_start, position)
+        dest += np.take(rank, key_index)
         self.order = np.empty(n, dtype=np.int64)
         self.order[dest] = np.arange(n)
 

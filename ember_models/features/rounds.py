@@ -12,6 +12,11 @@ import numpy as np
 
 from .base import RoundInputs
 
+# Values are clamped to +-VALUE_LIMIT (and non-finite ones become missing) before any feature
+# sees them: then every feature's float64 state stays finite and every output fits float32
+# (squares of 1e15 are 1e30), with no clipping pass over the outputs.
+VALUE_LIMIT = 1e15
+
 
 class FeatureRounds:
     """Iterate once: yields (row, n, features) per round and block of keys, where ``row`` is
@@ -26,10 +31,15 @@ class FeatureRounds:
                  block_keys: int):
         self.engine, self.layout, self.ranked = engine, layout, ranked
         order = layout.order
-        # Inputs in round order, fields first: round r is the column block a:b.
-        self.t_r = times[order]
-        self.x_r = np.ascontiguousarray(values.T[:, order])
-        self.c_r = np.ascontiguousarray(categories.T[:, order])
+        # Inputs in round order, fields first: round r is the column block a:b (np.take:
+        # ~5x faster than fancy indexing here).
+        self.t_r = np.take(times, order)
+        self.x_r = x_r = np.take(values.T, order, axis=1)
+        finite = np.isfinite(x_r)
+        if not finite.all():
+            x_r[~finite] = np.nan                      # ±inf is missing, like NaN
+        np.clip(x_r, -VALUE_LIMIT, VALUE_LIMIT, out=x_r)
+        self.c_r = np.take(categories.T, order, axis=1)
         self.n_keys = int(layout.round_start[1]) if order.shape[0] else 0
         self.block = max(1, min(int(block_keys), self.n_keys))
 

@@ -169,7 +169,7 @@ class Pipeline:
         # one grouping by key serves the feature engine and the detector's grid
         layout = RoundLayout(cols.key_index, len(cols.keys))
         grid = grid_from_layout(layout, cols.key_index, cols.keys, cols.times)
-        code = layout.rank[cols.key_index]                 # input row → grid key
+        code = np.take(layout.rank, cols.key_index)        # input row → grid key
         fstate, rows, restarted = self._gather_states(grid.keys, states)
         n_keys, n = len(grid.keys), table.num_rows
         # the tail statistics stay NumPy (updated in place); the rest lives on the backend
@@ -183,18 +183,18 @@ class Pipeline:
         score_r, alert_r = np.zeros(n), np.zeros(n, bool)
         found: dict[int, tuple] = {}
         collected = []
-        values_r = cols.values[order]
         # the features of each round come straight from the engine, one round at a time (all
-        # keys in one block: the detector also advances every key per round)
+        # keys in one block: the detector also advances every key per round); the detector
+        # reads the engine's round-ordered times and values too (values cleaned as the
+        # features see them: ±inf is missing)
         rounds = (core.engine.rounds(fstate, code, cols.times, cols.values, cols.categories,
                                      keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys)
-                  if n_keys else None)
-        times_r = rounds.t_r if n_keys else cols.times
-        for r0, m, feats in (rounds if n_keys else ()):
+                  if n_keys else ())
+        for r0, m, feats in rounds:
             r1 = r0 + m
             view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
             s, a, dev, evid, learned = core.step(
-                view, ops.from_numpy(times_r[r0:r1]), ops.from_numpy(values_r[r0:r1]),
+                view, ops.from_numpy(rounds.t_r[r0:r1]), ops.from_numpy(rounds.x_r[:, r0:r1].T),
                 ops.from_numpy(feats), learn=learn)
             if m == n_keys:
                 st = view
