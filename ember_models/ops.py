@@ -6,6 +6,8 @@ dispatch, which matters for a batch-1 streaming step of ~10 µs. Always call ``o
 (never ``from ember_models.ops import exp``), so a later ``set_backend`` is seen.
 
 Semantics follow NumPy: ``axis``/``keepdims`` reductions, broadcasting, ``where(cond, a, b)``.
+``dot(a, b)`` is ``matmul`` for a 2-D ``b`` (any rank of ``a``): NumPy binds ``np.dot`` itself,
+without ``matmul``'s rank check, for per-event hot paths where a call costs ~0.5 µs.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ OP_NAMES = (
     "exp", "log", "log1p", "sqrt", "tanh", "abs", "sign", "square", "sin", "cos", "floor",
     "maximum", "minimum", "power", "clip", "sigmoid", "softplus", "relu", "logsumexp", "softmax",
     # linear algebra / reductions
-    "matmul", "sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "cumsum",
+    "matmul", "dot", "sum", "mean", "var", "std", "max", "min", "argmax", "argmin", "cumsum",
     # comparisons / selection
     "where", "greater", "greater_equal", "less", "less_equal", "equal",
     "logical_and", "logical_or", "logical_not", "isfinite", "isnan", "allclose",

@@ -329,6 +329,13 @@ def test_matmul(backend, sa, sb):
     check(ops.matmul(ops.from_numpy(a), ops.from_numpy(b)), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("sa", [(3, 4), (4,), (2, 3, 4), (1, 4)])
+def test_dot(backend, sa):
+    # ops.dot: matmul with a 2-D right operand, any rank on the left
+    a, b = rng_array(sa, seed=5), rng_array((4, 6), seed=6)
+    check(ops.dot(ops.from_numpy(a), ops.from_numpy(b)), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
 REDUCTIONS = {"sum": np.sum, "mean": np.mean, "var": np.var, "std": np.std, "max": np.max, "min": np.min}
 
 

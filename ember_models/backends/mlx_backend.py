@@ -190,6 +190,7 @@ class MlxBackend:
 
     # ---- linear algebra / reductions ------------------------------------------------------
     matmul = staticmethod(mx.matmul)
+    dot = staticmethod(mx.matmul)     # b 2-D (ops.dot)
 
     def sum(self, x, axis=None, keepdims=False):
         return mx.sum(x, axis=_ax(axis), keepdims=keepdims)

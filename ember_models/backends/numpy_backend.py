@@ -171,6 +171,7 @@ class NumpyBackend:
 
     # ---- linear algebra / reductions ------------------------------------------------------
     matmul = staticmethod(_matmul)
+    dot = staticmethod(np.dot)        # b 2-D: the same as matmul, one Python frame fewer
 
     def sum(self, x, axis=None, keepdims=False):
         return np.sum(x, axis=axis, keepdims=keepdims)

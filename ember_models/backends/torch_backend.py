@@ -206,6 +206,7 @@ class TorchBackend:
 
     # ---- linear algebra / reductions ------------------------------------------------------
     matmul = staticmethod(torch.matmul)
+    dot = staticmethod(torch.matmul)  # b 2-D (ops.dot); torch.dot is the 1-D inner product
 
     def _reduce(self, fn, x, axis, keepdims, **kw):
         if axis is None:
