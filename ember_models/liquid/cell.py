@@ -43,10 +43,10 @@ class LiquidCell(PlanCache, Module):
             return self.forward(x, h, dt)
         if getattr(dt, "ndim", 0) != 2:
             dt = as_ts(dt, ops.shape(x)[0])
-        cached = self.__dict__.get("_plan_cache")   # PlanCache._plan, inlined: per event
+        cached = self.__dict__.get("_plan_cache")   # PlanCache._cached, inlined: per event
         if cached is None or cached[0] != Generation.value:
-            return self._run(self._plan(), x, h, dt)
-        return self._run(cached[1], x, h, dt)
+            cached = self._cached()
+        return cached[2](x, h, dt)
 
 
 def as_ts(dt, batch: int):

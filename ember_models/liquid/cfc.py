@@ -114,6 +114,9 @@ class CfCCell(LiquidCell):
             plan = cfc_plan.build_stack_plan([self], self.input_size)
         return plan
 
+    def _stepper(self, plan):
+        return plan.run     # inference: no dropout, the output is the whole state
+
     def _run(self, plan, x, h, ts):
         if self.training and self.backbone_dropout > 0:
             return cfc_plan.run(plan, x, h, ts, self._dropout)
@@ -186,6 +189,9 @@ class WiredCfCCell(LiquidCell):
 
     def _build_plan(self):
         return cfc_plan.build_stack_plan(list(self.layers), self.input_size)
+
+    def _stepper(self, plan):
+        return super()._stepper(plan) if self._slice_output else plan.run
 
     def _run(self, plan, x, h, ts):
         if self._slice_output:    # single-layer wirings: the motor neurons are the first ones

@@ -215,54 +215,44 @@ def runner(plan: CfCPlan):
     from ``LARGE_BATCH`` rows up the layered runner takes over."""
     if plan.mode == "pure" or plan.backbone is not None:
         return lambda x, h, ts: run(plan, x, h, ts)
-    concat, matmul, tanh = ops.concatenate, ops.matmul, ops.tanh
+    # ops.dot: every right operand here is 2-D (on NumPy np.dot, no rank check: ~0.07 µs
+    # of each of 7 products per step)
+    concat, matmul, tanh = ops.concatenate, ops.dot, ops.tanh
     ts_w, ts_b, w0 = plan.ts_w, plan.ts_b, plan.w0
-    one0, one1 = plan.bias_col, plan.bias_col + 2
+    # index tuples built once: (..., slice) serves (B, ·) rows and 1-D vectors alike, and
+    # a prebuilt tuple indexes as fast as a plain slice (building it per call costs ~30%)
+    ones = _ix(plan.bias_col, plan.bias_col + 2)
     (_, a1, n0, _, p0, _, m2, k1, k2), rest = plan.layers[0], plan.layers[1:]
-    middle = [(c0, c1, n, w_in, p, s0, s1, j1, j2)
-              for c0, c1, n, w_in, p, s0, s1, j1, j2 in rest[:-1]]
+    z0, e0, p_, g_, q_, h0 = _ix(None, a1), _ix(None, m2), _ix(None, k1), _ix(k1, k2), \
+        _ix(k2, None), _ix(None, n0)
+    later = [(_ix(c0, c1), _ix(s0, s1), w_in, p, _ix(None, j1), _ix(j1, j2), _ix(j2, None),
+              _ix(None, n)) for c0, c1, n, w_in, p, s0, s1, j1, j2 in rest]
     run_large = _layered_runner(plan)
-
-    if not rest:
-        def run_one(x, h, ts):
-            b = x.shape[0]
-            if b >= LARGE_BATCH:
-                return run_large(x, h, ts)
-            if b == 1:   # one row: 1-D vectors ([..., a:b] and axis=-1 serve both ranks)
-                x, h, ts = x[0], h[0], ts[0]
-            e = matmul(ts, ts_w) + ts_b
-            z = matmul(concat([x, h, x, h, e[..., one0:one1]], axis=-1) * e[..., :m2], w0)
-            pgq = matmul(tanh(z), p0)
-            out = pgq[..., :k1] + pgq[..., k1:k2] * pgq[..., k2:]
-            if b == 1:
-                out = out[None]
-            return out, out
-        return run_one
-
-    lc0, _, _, lw_in, lp, ls0, ls1, l1, l2 = rest[-1]
 
     def run_gated(x, h, ts):
         b = x.shape[0]
         if b >= LARGE_BATCH:
             return run_large(x, h, ts)
-        if b == 1:   # one row: 1-D vectors ([..., a:b] and axis=-1 serve both ranks)
+        if b == 1:   # one row: 1-D vectors
             x, h, ts = x[0], h[0], ts[0]
         e = matmul(ts, ts_w) + ts_b
-        z = matmul(concat([x, h, x, h, e[..., one0:one1]], axis=-1) * e[..., :m2], w0)
-        pgq = matmul(tanh(z[..., :a1]), p0)
-        out = pgq[..., :k1] + pgq[..., k1:k2] * pgq[..., k2:]   # [h0', h0']
-        state = [out[..., :n0]]
-        for c0, c1, n, w_in, p, s0, s1, j1, j2 in middle:
-            pgq = matmul(tanh(z[..., c0:c1] + matmul(out * e[..., s0:s1], w_in)), p)
-            out = pgq[..., :j1] + pgq[..., j1:j2] * pgq[..., j2:]
-            state.append(out[..., :n])
-        pgq = matmul(tanh(z[..., lc0:] + matmul(out * e[..., ls0:ls1], lw_in)), lp)
-        out = pgq[..., :l1] + pgq[..., l1:l2] * pgq[..., l2:]
-        state.append(out)
+        z = matmul(concat([x, h, x, h, e[ones]], axis=-1) * e[e0], w0)
+        pgq = matmul(tanh(z[z0]), p0)
+        out = pgq[p_] + pgq[g_] * pgq[q_]            # [h0', h0'] when a layer follows
+        state = [out[h0]]
+        for zl, el, w_in, p, pl, gl, ql, hl in later:
+            pgq = matmul(tanh(z[zl] + matmul(out * e[el], w_in)), p)
+            out = pgq[pl] + pgq[gl] * pgq[ql]
+            state.append(out[hl])
+        new = concat(state, axis=-1) if later else out
         if b == 1:
-            return out[None], concat(state)[None]
-        return out, concat(state, axis=-1)
+            return out[None], new[None]
+        return out, new
     return run_gated
+
+
+def _ix(start, stop):
+    return (Ellipsis, slice(start, stop))
 
 
 def _layered_runner(plan: CfCPlan):
