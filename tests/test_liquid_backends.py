@@ -69,6 +69,20 @@ def test_same_outputs_on_every_backend(model_name):
         np.testing.assert_allclose(h, ref_h, atol=TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("batch", [1, 5])   # one row (1-D vectors inside), a small batch
+@pytest.mark.parametrize("model_name", ["cfc_wired", "cfc_no_gate_wired", "cfc_mixed"])
+def test_cfc_small_batch_steps_same_on_every_backend(model_name, batch):
+    set_backend("numpy")
+    make = MODELS[model_name]
+    weights = {k: (None if v is None else ops.to_numpy(v)) for k, v in make().state_dict().items()}
+    x, dt = _data(batch=batch, steps=6)
+    ref_y, ref_h = _run_on("numpy", make, weights, x, dt)
+    for name in BACKENDS[1:]:
+        y, h = _run_on(name, make, weights, x, dt)
+        np.testing.assert_allclose(y, ref_y, atol=TOL, err_msg=name)
+        np.testing.assert_allclose(h, ref_h, atol=TOL, err_msg=name)
+
+
 def test_seeded_init_is_identical_across_backends():
     sds = {}
     for name in BACKENDS:

@@ -66,6 +66,37 @@ def test_event_by_event_cell_steps_equal_the_sequence(name):
     np.testing.assert_allclose(h, h_seq, atol=1e-6)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: CfC(6, AutoNCP(16, 3, seed=1), seed=1).cell,
+    lambda: CfC(6, AutoNCP(16, 3, seed=1), mode="no_gate", seed=1).cell,
+    lambda: CfCCell(6, 9, backbone_layers=0, seed=2)])
+def test_cfc_step_is_one_function_at_every_batch_size(make):
+    # one row runs as 1-D vectors, small batches through the fused plan, large ones through
+    # the layered runner: the same numbers (rounding ~1e-7), shapes (batch, ·) throughout;
+    # forward (plan from the parameters, what training differentiates) equals step exactly
+    cell = make().eval()
+    g = np.random.default_rng(0)
+    n = 60
+    x = g.normal(size=(n, 6)).astype(np.float32)
+    h = (0.5 * g.normal(size=(n, cell.state_size))).astype(np.float32)
+    dt = g.exponential(1.0, size=(n, 1)).astype(np.float32)
+    y_all, h_all = cell.step(x, h, dt)
+    assert y_all.shape == (n, cell.output_size) and h_all.shape == (n, cell.state_size)
+    for a in range(0, n, 5):
+        y, h_new = cell.step(x[a:a + 5], h[a:a + 5], dt[a:a + 5])
+        np.testing.assert_allclose(y, y_all[a:a + 5], atol=1e-6)
+        np.testing.assert_allclose(h_new, h_all[a:a + 5], atol=1e-6)
+    for i in range(0, n, 7):
+        y, h_new = cell.step(x[i:i + 1], h[i:i + 1], dt[i, 0])
+        assert y.shape == (1, cell.output_size) and h_new.shape == (1, cell.state_size)
+        np.testing.assert_allclose(y, y_all[i:i + 1], atol=1e-6)
+        np.testing.assert_allclose(h_new, h_all[i:i + 1], atol=1e-6)
+        y_f, h_f = cell.forward(x[i:i + 1], h[i:i + 1], dt[i, 0])
+        np.testing.assert_array_equal(y_f, y)
+        np.testing.assert_array_equal(h_f, h_new)
+    assert np.abs(h_all - h).max() > 1e-2           # the step did something
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_training_path_from_parameters_equals_cached_plan(name):
     model = MODELS[name]()
