@@ -88,6 +88,38 @@ def test_spike_raises_an_alert_naming_the_spiked_field(pipe):
     assert len(calm.alerts) < len(res.alerts) + 1
 
 
+def test_refractory_period_holds_across_micro_batches():
+    # a burst of spikes: with refractory_events=5 a key alerts at most once per 6 events, and
+    # micro-batches carry the quiet count in the state (same alerts as one score call)
+    settings = PipelineSettings(warmup_events=50, refractory_events=5, alert_threshold=0.3)
+    pipe = Pipeline(parse_config(CFG), settings).fit(make_events(seed=9))
+    tab = make_events(800, keys=("a", "b"), seed=3)
+    cpu = tab["cpu"].to_numpy().copy()
+    cpu[600:640] += 60.0 * (np.arange(40) % 2)
+    tab = tab.set_column(2, "cpu", pa.array(cpu))
+    whole = pipe.score(tab)["alert"].to_numpy()
+    states, parts = {}, []
+    for lo in range(0, tab.num_rows, 37):
+        ev = tab.slice(lo, 37)
+        res = pipe.step(ev, {k: states.get(k) for k in set(ev["host"].to_pylist())})
+        states.update(res.states)
+        parts.append(res.scores["alert"].to_numpy())
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    keys = tab["host"].to_numpy(zero_copy_only=False)
+    assert whole.sum() >= 2
+    for key in ("a", "b"):
+        at = np.flatnonzero(whole[keys == key])       # positions among the key's own events
+        assert np.all(np.diff(at) > 5), (key, at)
+
+
+def test_infinite_values_are_missing_not_nan_scores(pipe):
+    tab = make_events(400, keys=("a",), seed=4)
+    lat = tab["lat"].to_numpy(zero_copy_only=False).copy()
+    lat[[200, 250]] = [np.inf, -np.inf]
+    scores = pipe.score(tab.set_column(3, "lat", pa.array(lat)))["score"].to_numpy()
+    assert np.all(np.isfinite(scores)) and np.all((scores >= 0) & (scores < 1))
+
+
 def test_state_from_another_architecture_restarts_the_key(pipe):
     tab = make_events(100)
     res = pipe.step(tab, {})

@@ -94,7 +94,8 @@ class DetectorCore:
         n_seen = st["n_seen"]
         # every key of the batch past its first two events (the usual case once a backfill or
         # a stream is under way): the selects for new keys below would pick one side everywhere
-        settled = ops.item(ops.min(n_seen)) > 1.5 if ops.shape(n_seen)[0] else True
+        n_min = ops.item(ops.min(n_seen)) if ops.shape(n_seen)[0] else float("inf")
+        settled = n_min > 1.5
         seen_any = n_seen > 0.5
         # 1. per-key standardisation (plain averages while young, then exponential forgetting),
         # in float32 like the features: every op here is over all keys x all features
@@ -105,8 +106,11 @@ class DetectorCore:
         dlt = f - mean
         sd = ops.sqrt(var) + (1e-6 + 1e-6 * ops.abs(mean))
         u = ops.clip(dlt / sd, -s.clip, s.clip)
-        a = ops.astype(ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1),
-                       ops.float32)
+        if 1.0 / (n_min + 1.0) <= self._a_std:    # every key past the plain-average phase
+            a = self._a_std
+        else:
+            a = ops.astype(ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1),
+                           ops.float32)
         adlt = a * dlt
         st["std_mean"] = mean + adlt
         st["std_var"] = (1.0 - a) * (var + adlt * dlt)
@@ -149,11 +153,15 @@ class DetectorCore:
             evidence *= self.weights
         best = ops.from_numpy(row_max(evidence))
         score = best / (best + s.half_evidence)
-        score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
-        alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
-        st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
-                                                ops.float64),
-                                ops.maximum(st["quiet"] - 1.0, 0.0))
+        if n_min < s.warmup_events:
+            score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
+        if s.refractory_events:
+            alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
+            st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
+                                                    ops.float64),
+                                    ops.maximum(st["quiet"] - 1.0, 0.0))
+        else:                                     # no refractory period: quiet stays 0
+            alert = score >= s.alert_threshold
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
         dev = (dlt / ops.maximum(sd, 0.1 * ops.abs(mean))
