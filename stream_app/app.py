@@ -7,9 +7,11 @@ from the table, makes one ``Pipeline.step`` call, and returns the alerts, dead l
 score messages and new states; this module does the I/O:
 
 1. send alerts / scores / dead letters, and wait until the broker has them;
-2. only then write each key's new state into the table (RocksDB + changelog topic), once per
-   key per batch. The stored state records the offset of the last event it includes, so a
-   batch redelivered after a crash skips what the state already holds;
+2. only then write each key's new state into the table (RocksDB + changelog topic): in
+   exactly-once mode with every batch, in at-least-once mode at most every
+   ``state_flush_interval_s`` (``stream_app.pending_states`` says why and how nothing is lost).
+   The stored state records the offset of the last event it includes, so a batch redelivered
+   after a crash skips what the state already holds;
 3. leave the loop body: Faust acks the batch's events, and the periodic commit (which flushes
    the producer first) moves the consumer offsets.
 
@@ -52,6 +54,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .gap_fill import GapFiller
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
+from .pending_states import PendingStates
 from .processor import BatchOutput, BatchProcessor, InMessage, Limits
 from .settings import StreamSettings
 
@@ -73,7 +76,10 @@ class WorkerState:
     metrics: Metrics
     events_partitions: int
     gap_filler: GapFiller
+    pending: PendingStates = field(default_factory=lambda: PendingStates(CURSOR_KEY))
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
+    # the latest event seen of each partition: it stands for that partition in table writes
+    partition_event: dict[int, Any] = field(default_factory=dict)
     assignments: int = 0  # rebalances seen: positions from before one are not trusted
     last_batch_at: float | None = None
     started_at: float = field(default_factory=time.time)
@@ -141,7 +147,14 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
         # After a rebalance the table's per-partition cursor is the truth, not this process's
         # memory of partitions that may have been processed elsewhere meanwhile.
         state.positions.clear()
+        state.pending.drop()  # states not yet written: the gap fill redoes their events
+        state.partition_event.clear()
         state.assignments += 1
+
+    @app.on_partitions_revoked.connect
+    async def drop_pending(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        # Never write a revoked partition's states late: its next owner may have moved on.
+        state.pending.drop({tp.partition for tp in revoked or () if tp.topic == settings.events_topic})
 
     if settings.model_poll_s > 0:
         @app.timer(interval=settings.model_poll_s)
@@ -265,7 +278,8 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     if oldest:
         metrics.delay_seconds.observe(max(time.time() - oldest, 0.0))
     # One event per partition to stand for that partition when touching the table.
-    partition_event: dict[int, Any] = {}
+    partition_event = state.partition_event
+    pending = state.pending
     by_partition: dict[int, list[InMessage]] = {}
     for ev in batch:
         msg = ev.message
@@ -273,6 +287,9 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         by_partition.setdefault(msg.partition, []).append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
 
     def read_table(key: bytes, partition: int) -> bytes | None:
+        waiting = pending.get(partition, key)
+        if waiting is not None:
+            return waiting
         _current_event.set(weakref.ref(partition_event[partition]))
         return table.get(key)
 
@@ -282,6 +299,7 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     messages: list[InMessage] = []
     assignments = state.assignments
     new_positions: dict[int, int] = {}
+    write_now = False  # a partition without a stored cursor gets one before its offsets commit
     for partition, msgs in by_partition.items():
         # ``trusted``: offsets this process has fully processed since the last rebalance (or
         # earlier in this batch): Faust redelivers some of them around seeks; they are dropped.
@@ -290,6 +308,7 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         if last is None:
             blob = read_table(CURSOR_KEY, partition)
             last = _CURSOR.unpack(blob)[0] if blob else None
+            write_now |= last is None
             log.info("events partition %d: stored cursor %s, first offset given %d",
                      partition, last, msgs[0].offset)
         complete: list[InMessage] = []
@@ -300,8 +319,11 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
             if last is not None and m.offset > last + 1:
                 # Faust skipped messages (see stream_app/gap_fill.py): read them back first.
                 missing = await state.gap_filler.fetch(m.topic, partition, last + 1, m.offset)
-                log.warning("events %s[%d] offsets %d..%d were not delivered by Faust; read back %d",
-                            m.topic, partition, last + 1, m.offset - 1, len(missing))
+                # After a restart or a takeover these are events processed after the last state
+                # write (stream_app/pending_states.py); otherwise Faust skipped them.
+                log.warning("events %s[%d] offsets %d..%d follow the stored cursor but were not "
+                            "delivered; read back %d", m.topic, partition, last + 1, m.offset - 1,
+                            len(missing))
                 metrics.refetched.inc(len(missing))
                 complete.extend(missing)
             complete.append(m)
@@ -326,26 +348,20 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         # produced (a restart skips events its stored state already holds).
         await asyncio.gather(*outputs)
         outputs = []
-    # The changelog records are sent here, awaited, and not through ``table[key] = value``:
-    # Faust buffers that send and, in exactly-once mode, can commit the batch's offsets before
-    # the buffered record is produced, so the state change lands in the next transaction and
-    # is lost with it in a crash (found by the SIGKILL test). Here it joins the outputs' transaction.
-    writes = [(key.encode(), partition, value) for key, partition, value in out.states]
+    for key, partition, value in out.states:
+        pending.put(partition, key.encode(), value)
     # Each partition's last offset goes with its states: the next batch (or the next owner of
     # the partition) compares it with the first offset it is given, to notice skipped messages.
-    writes += [(CURSOR_KEY, p, _CURSOR.pack(off)) for p, off in new_positions.items()]
-    changelog = []
-    for key_bytes, partition, value in writes:
-        changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
-    await asyncio.gather(*outputs, *(f for _, f in changelog))
-    for key_bytes, partition, value in writes:
-        _current_event.set(weakref.ref(partition_event[partition]))
-        table.data[key_bytes] = value  # the local RocksDB copy (Faust's store for that partition)
-    _current_event.set(None)
-    for partition, fut in changelog:
-        router.persisted(table, fut.result())
+    for p, off in new_positions.items():
+        pending.put(p, CURSOR_KEY, _CURSOR.pack(off))
+    if s.exactly_once or write_now or pending.due(s.state_flush_interval_s):
+        await _write_states(router, table, partition_event, pending.take(), outputs)
+    elif outputs:
+        await asyncio.gather(*outputs)
     if state.assignments == assignments:  # no rebalance while this batch was in flight
         state.positions.update(new_positions)
+    else:
+        pending.drop()
 
     state.last_batch_at = time.time()
     metrics.events.inc(out.events_in)
@@ -360,6 +376,29 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     metrics.step_seconds.observe(out.step_seconds)
     metrics.batch_seconds.observe(time.perf_counter() - t0)
     metrics.last_batch.set(state.last_batch_at)
+
+
+async def _write_states(router: _ProducerRouter, table: Any, partition_event: dict[int, Any],
+                        writes: list[tuple[bytes, int, bytes]], outputs: list) -> None:
+    """Write key states (and cursors) to the changelog, and once the broker has them, to the
+    local RocksDB copy.
+
+    The changelog records are sent here, awaited, and not through ``table[key] = value``:
+    Faust buffers that send and, in exactly-once mode, can commit the batch's offsets before
+    the buffered record is produced, so the state change lands in the next transaction and is
+    lost with it in a crash (found by the SIGKILL test). Here it joins the outputs' transaction.
+    """
+    events = {p: partition_event[p] for p in {p for _, p, _ in writes}}  # a rebalance may clear it
+    changelog = []
+    for key_bytes, partition, value in writes:
+        changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
+    await asyncio.gather(*outputs, *(f for _, f in changelog))
+    for key_bytes, partition, value in writes:
+        _current_event.set(weakref.ref(events[partition]))
+        table.data[key_bytes] = value  # the local RocksDB copy (Faust's store for that partition)
+    _current_event.set(None)
+    for partition, fut in changelog:
+        router.persisted(table, fut.result())
 
 
 def _update_lag(app: faust.App, state: WorkerState) -> None:

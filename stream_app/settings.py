@@ -116,6 +116,10 @@ class StreamSettings(BaseSettings):
         86_400.0, gt=0, description="an event time further than this past the wall clock is a dead letter"
     )
     commit_interval_s: float = Field(1.0, gt=0)
+    state_flush_interval_s: float = Field(
+        1.0, ge=0, description="at-least-once: write key states to the table at most this often "
+        "(0 = after every batch); exactly-once writes them with every batch"
+    )
     producer_linger_ms: int = Field(1, ge=0)
     session_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)

@@ -1,0 +1,71 @@
+"""Key states the worker has computed but not yet written to its table.
+
+Writing every touched key's state after every micro-batch costs more than everything else the
+worker does for one-event messages: a state is ~7 KB (features, liquid state per stride,
+tails) against ~100 bytes of event, so a batch of a few hundred events wrote ~1 MB of changelog
+and waited for the broker to take it (measured in docs/performance.md, "Streaming"). In
+at-least-once mode the worker therefore keeps the states of a batch here and writes them (to
+the changelog, then the local RocksDB copy) at most every ``state_flush_interval_s``: a key
+touched by 50 batches in that time is written once.
+
+Nothing is lost by writing late. Each partition's cursor (the last offset processed) is
+written with, and after, that partition's states, and the stored state of a key names the last
+event it includes. A worker that restarts, or takes over a partition, from states older than
+the committed offsets finds a jump between the stored cursor and the first message Faust gives
+it, reads the missing messages back from the broker (``stream_app.gap_fill``) and applies them
+again; events a stored state already includes are skipped. Their alerts may be published again
+(the same ``alert_id``), which at-least-once allows. Exactly-once mode writes every batch (its
+state changes must commit in the batch's transaction).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+
+class PendingStates:
+    """Table values written since the last flush, by (partition, table key)."""
+
+    #: Flush when this many values wait, whatever the interval (bounds memory: ~7 KB each).
+    MAX_ENTRIES = 50_000
+
+    def __init__(self, cursor_key: bytes, clock=time.monotonic):
+        self.cursor_key = cursor_key
+        self.clock = clock
+        self._values: dict[tuple[int, bytes], bytes] = {}
+        self._last_flush = clock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        """The value waiting for (partition, key), or None (then the table has the latest)."""
+        return self._values.get((partition, key))
+
+    def put(self, partition: int, key: bytes, value: bytes) -> None:
+        self._values[(partition, key)] = value
+
+    def due(self, interval_s: float) -> bool:
+        return bool(self._values) and (self.clock() - self._last_flush >= interval_s
+                                       or len(self._values) >= self.MAX_ENTRIES)
+
+    def take(self) -> list[tuple[bytes, int, bytes]]:
+        """Everything waiting, as (key, partition, value), each partition's cursor after its
+        states (one changelog partition keeps the order: a cursor on the broker means the
+        states before it are too); the buffer is emptied."""
+        states = [(k, p, v) for (p, k), v in self._values.items() if k != self.cursor_key]
+        cursors = [(k, p, v) for (p, k), v in self._values.items() if k == self.cursor_key]
+        self._values.clear()
+        self._last_flush = self.clock()
+        return states + cursors
+
+    def drop(self, partitions: Iterable[int] | None = None) -> None:
+        """Forget what waits (for ``partitions``, or all): after a rebalance the table and the
+        broker are the truth, and the gap fill redoes the dropped work."""
+        if partitions is None:
+            self._values.clear()
+        else:
+            gone = set(partitions)
+            for pk in [pk for pk in self._values if pk[0] in gone]:
+                del self._values[pk]
