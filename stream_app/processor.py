@@ -2,9 +2,11 @@
 new per-key states. Pure CPU work with no Kafka or Faust in it (the agent in ``stream_app.app``
 does the I/O), so it is tested on its own and costs the same whatever transport feeds it.
 
-Per batch, whatever its size: one decode per message, one state read and one state write per
-key, one ``Pipeline.step`` over all keys (vectorised by the pipeline), one send per alert, per
-dead letter and (when a scores topic is set) per key.
+Per batch, whatever its size: one ``json.loads`` per message and checks by column
+(``stream_app.batch_decode``; a batch with any event that breaks a rule goes through the
+per-event path here instead, which writes the dead letters), one state read and one new state
+per key, one ``Pipeline.step`` over all keys (vectorised by the pipeline), one send per alert,
+per dead letter and (when a scores topic is set) per key.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from .batch_decode import Accepted, accept_columns, load_stored
 from .schemas import DeadLetter, Event, EventSchema, alert_record, decode_message, to_json_bytes
-from .stored_state import StoredState, StoredStateError
+from .stored_state import StoredState
 
 
 class PipelineContractError(RuntimeError):
@@ -91,8 +95,10 @@ def default_partition(key: str, partitions: int, _cache: dict[tuple[str, int], i
 
 
 class BatchProcessor:
-    def __init__(self, limits: Limits, events_partitions: int, clock: Callable[[], float] = time.time):
+    def __init__(self, limits: Limits, events_partitions: int, clock: Callable[[], float] = time.time,
+                 by_columns: bool = True):
         self.limits = limits
+        self.by_columns = by_columns  # False: every batch by the per-event path (tests compare)
         self.events_partitions = events_partitions
         self.clock = clock
         self._schema_for: tuple[int, EventSchema] | None = None
@@ -112,12 +118,71 @@ class BatchProcessor:
         """Score ``messages`` with ``pipeline``; ``load_state(key, partition)`` reads the table."""
         out = BatchOutput()
         schema = self.schema(pipeline)
-        lim = self.limits
         now = self.clock()
         version = str(pipeline.model_version)
-        topic = messages[0].topic if messages else ""
+        read: dict[tuple[str, int], bytes | None] = {}
 
-        # 1. decode and validate, message by message
+        def load_once(key: str, partition: int) -> bytes | None:
+            if (key, partition) not in read:
+                read[key, partition] = load_state(key, partition)
+            return read[key, partition]
+
+        # 1-2. decode, validate, per-key checks: by columns for the common case, else per event
+        acc = accept_columns(messages, schema, self.limits, self.events_partitions,
+                             default_partition, load_once, now) if messages and self.by_columns else None
+        if acc is not None:
+            out.events_in = len(acc)
+        else:
+            acc = self._accept_per_event(messages, schema, load_once, now, out)
+        out.late = acc.late
+        if not len(acc):
+            return out
+
+        # 3. one vectorised step over every key of the batch
+        table = self._table(schema, acc)
+        # Stored states go to the pipeline whatever model made them: a state survives refits
+        # and hot reloads, and the pipeline itself restarts a key whose state comes from
+        # another architecture (StepResult.restarted).
+        states_in = {key: (acc.stored[key].pipeline_state if acc.stored[key] is not None else None)  # type: ignore[union-attr]
+                     for key in acc.cursor}
+        t0 = time.perf_counter()
+        res = pipeline.step(table, states_in)
+        out.step_seconds = time.perf_counter() - t0
+        out.scored = len(acc)
+        out.restarted = len(getattr(res, "restarted", ()) or ())
+        if res.scores.num_rows != len(acc):
+            raise PipelineContractError(
+                f"step() returned {res.scores.num_rows} score rows for {len(acc)} events")
+        missing = [k for k in acc.cursor if k not in res.states]
+        if missing:
+            raise PipelineContractError(f"step() returned no state for keys {missing[:5]}")
+
+        # 4. outputs
+        if res.alerts:
+            # the alerting rows (input order) name each alert's source event
+            rows = np.flatnonzero(res.scores.column("alert").to_numpy()).tolist()
+            source = {(acc.keys[i], float(acc.times[i])): i for i in rows}
+            detected_at = self.clock()
+            for alert in res.alerts:
+                key = str(alert["key"])
+                i = source.get((key, float(alert["time"])))
+                part, off = (int(acc.partitions[i]), int(acc.offsets[i])) if i is not None else (acc.partition_of[key], -1)
+                rec = alert_record(alert, partition=part, offset=off, detected_at=detected_at)
+                out.alerts.append(Outgoing(key.encode(), to_json_bytes(rec), part))
+        if self.limits.emit_scores:
+            out.scores = self._score_messages(res.scores, acc.offsets, acc.partition_of, version)
+        for key, (off, idx) in acc.cursor.items():
+            new = StoredState(acc.latest[key], off, idx, version, bytes(res.states[key]))
+            out.states.append((key, acc.partition_of[key], new.to_bytes()))
+        return out
+
+    def _accept_per_event(self, messages: Sequence[InMessage], schema: EventSchema,
+                          load_state: Callable[[str, int], bytes | None], now: float,
+                          out: BatchOutput) -> Accepted:
+        """Every rule, event by event (the definition that ``accept_columns`` shortcuts); bad
+        events become dead letters in ``out``."""
+        lim = self.limits
+        topic = messages[0].topic if messages else ""
         events: list[Event] = []
         letters: list[DeadLetter] = []
         for m in messages:
@@ -129,13 +194,14 @@ class BatchProcessor:
             letters.extend(dl)
         out.events_in = len(events) + len(letters)
 
-        # 2. per key: stored state, replay skip, order checks (in arrival order)
+        # per key: stored state, replay skip, order checks (in arrival order)
         stored: dict[str, StoredState | None] = {}
         latest: dict[str, float] = {}
         cursor: dict[str, tuple[int, int]] = {}
         partition_of: dict[str, int] = {}
         rows: list[Event] = []
         times: list[float] = []
+        late = 0
         for e in events:
             key = e.key
             if key not in stored:
@@ -147,11 +213,7 @@ class BatchProcessor:
                             f"{self.events_partitions} partitions), message came on {e.partition}: "
                             "key messages by the event's key", topic))
                         continue
-                blob = load_state(key, e.partition)
-                try:
-                    st = StoredState.from_bytes(blob, key) if blob is not None else None
-                except StoredStateError:
-                    st = None  # unreadable: start the key fresh rather than stop the stream
+                st = load_stored(load_state, key, e.partition)
                 stored[key] = st
                 latest[key] = st.latest_time if st else float("-inf")
                 partition_of[key] = e.partition
@@ -171,7 +233,7 @@ class BatchProcessor:
                         f"time {t:.3f} is {last - t:.1f} s before key {key!r}'s latest event "
                         f"({last:.3f}); limit {lim.max_out_of_order_s:g} s", topic))
                     continue
-                out.late += 1
+                late += 1
                 t = last  # scored as if it came at the key's latest time (batch-independent)
             latest[key] = t
             cursor[key] = (e.offset, -1 if e.index is None else e.index)
@@ -181,43 +243,13 @@ class BatchProcessor:
         for dl in letters:
             out.dead_letters.append(Outgoing(None, dl.to_bytes(), dl.partition))
             out.dead_letter_reasons.append(dl.reason)
-        if not rows:
-            return out
-
-        # 3. one vectorised step over every key of the batch
-        table = self._table(schema, rows, times)
-        # Stored states go to the pipeline whatever model made them: a state survives refits
-        # and hot reloads, and the pipeline itself restarts a key whose state comes from
-        # another architecture (StepResult.restarted).
-        states_in = {key: (stored[key].pipeline_state if stored[key] is not None else None)  # type: ignore[union-attr]
-                     for key in cursor}
-        t0 = time.perf_counter()
-        res = pipeline.step(table, states_in)
-        out.step_seconds = time.perf_counter() - t0
-        out.scored = len(rows)
-        out.restarted = len(getattr(res, "restarted", ()) or ())
-        if res.scores.num_rows != len(rows):
-            raise PipelineContractError(
-                f"step() returned {res.scores.num_rows} score rows for {len(rows)} events")
-        missing = [k for k in cursor if k not in res.states]
-        if missing:
-            raise PipelineContractError(f"step() returned no state for keys {missing[:5]}")
-
-        # 4. outputs
-        source: dict[tuple[str, float], Event] = {(e.key, t): e for e, t in zip(rows, times)}
-        detected_at = self.clock()
-        for alert in res.alerts:
-            key = str(alert["key"])
-            e = source.get((key, float(alert["time"])))
-            part, off = (e.partition, e.offset) if e else (partition_of[key], -1)
-            rec = alert_record(alert, partition=part, offset=off, detected_at=detected_at)
-            out.alerts.append(Outgoing(key.encode(), to_json_bytes(rec), part))
-        if lim.emit_scores:
-            out.scores = self._score_messages(res.scores, rows, partition_of, version)
-        for key, (off, idx) in cursor.items():
-            new = StoredState(latest[key], off, idx, version, bytes(res.states[key]))
-            out.states.append((key, partition_of[key], new.to_bytes()))
-        return out
+        return Accepted(
+            keys=[e.key for e in rows], times=np.array(times, np.float64),
+            values=[np.array([e.values[j] for e in rows], np.float64) for j in range(len(schema.value_fields))],
+            categories=[[e.categories[j] for e in rows] for j in range(len(schema.categorical_fields))],
+            partitions=np.array([e.partition for e in rows], np.int64),
+            offsets=np.array([e.offset for e in rows], np.int64),
+            stored=stored, latest=latest, cursor=cursor, partition_of=partition_of, late=late)
 
     @staticmethod
     def _dead(e: Event, reason: str, detail: str, topic: str) -> DeadLetter:
@@ -226,23 +258,25 @@ class BatchProcessor:
         return DeadLetter(reason, detail, json.dumps(record).encode(), topic, e.partition, e.offset, e.index)
 
     @staticmethod
-    def _table(schema: EventSchema, rows: list[Event], times: list[float]) -> pa.Table:
-        cols: dict[str, pa.Array] = {schema.key_field: pa.array([e.key for e in rows], pa.string())}
+    def _table(schema: EventSchema, acc: Accepted) -> pa.Table:
+        cols: dict[str, pa.Array] = {schema.key_field: pa.array(acc.keys, pa.string())}
         if schema.time_unit == "s":
-            cols[schema.time_field] = pa.array(times, pa.float64())
+            cols[schema.time_field] = pa.array(acc.times, pa.float64())
         else:  # a numeric column would be read in the model's unit: hand over an unambiguous timestamp
-            cols[schema.time_field] = pa.array([int(round(t * 1e9)) for t in times], pa.timestamp("ns", "UTC"))
-        for j, name in enumerate(schema.value_fields):
-            cols[name] = pa.array([e.values[j] for e in rows], pa.float64())
-        for j, name in enumerate(schema.categorical_fields):
-            cols[name] = pa.array([e.categories[j] for e in rows], pa.string())
+            ns = np.round(acc.times * 1e9).astype(np.int64)
+            cols[schema.time_field] = pa.array(ns, pa.timestamp("ns", "UTC"))
+        for name, column in zip(schema.value_fields, acc.values):
+            cols[name] = pa.array(column, pa.float64())
+        for name, column in zip(schema.categorical_fields, acc.categories):
+            cols[name] = pa.array(column, pa.string())
         return pa.table(cols)
 
     @staticmethod
-    def _score_messages(scores: pa.Table, rows: list[Event], partition_of: dict[str, int],
+    def _score_messages(scores: pa.Table, offsets: np.ndarray, partition_of: dict[str, int],
                         version: str) -> list[Outgoing]:
         """One message per key per batch: a JSON array of that key's scores, in order."""
         cols = {n: scores.column(n).to_pylist() for n in ("key", "time", "score", "threshold", "alert")}
+        offsets = offsets.tolist()
         per_key: dict[str, list[dict]] = {}
         for i, key in enumerate(cols["key"]):
             t = cols["time"][i]
@@ -250,6 +284,6 @@ class BatchProcessor:
                 "key": key, "time": t.timestamp() if hasattr(t, "timestamp") else t,
                 "score": cols["score"][i], "threshold": cols["threshold"][i],
                 "alert": cols["alert"][i], "model_version": version,
-                "offset": rows[i].offset,
+                "offset": offsets[i],
             })
         return [Outgoing(k.encode(), to_json_bytes(v), partition_of[k]) for k, v in per_key.items()]  # type: ignore[arg-type]

@@ -131,7 +131,10 @@ def parse_time(raw: Any, schema: EventSchema) -> float:
     if isinstance(raw, bool):
         raise EventError("wrong_type", f"time field {name!r} is a boolean ({_describe(raw)})")
     if isinstance(raw, (int, float)):
-        t = float(raw) * _TIME_SCALE[schema.time_unit]
+        try:
+            t = float(raw) * _TIME_SCALE[schema.time_unit]
+        except OverflowError:  # an integer beyond float64
+            t = math.inf
         if not math.isfinite(t):
             raise EventError("not_finite", f"time field {name!r} is {raw!r}")
         return t
@@ -185,7 +188,10 @@ def validate_event(
             raise EventError("missing_field", f"value field {name!r} is missing or null")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise EventError("wrong_type", f"value field {name!r} must be a number, got {_describe(v)}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # an integer beyond float64
+            v = math.inf
         if not math.isfinite(v):
             raise EventError("not_finite", f"value field {name!r} is {v!r}")
         values.append(v)

@@ -1,0 +1,199 @@
+"""A micro-batch of event messages decoded and checked column by column.
+
+The per-event path (``schemas.decode_message`` + the checks in ``processor``) makes a Python
+object per event and runs each rule per event: ~5 µs an event, as long as the whole pipeline
+step for batch messages (docs/performance.md, "Streaming"). Here one batch is decoded with one
+``json.loads`` per message and checked per column: the types of a column's values as one set
+(``set(map(type, column))``), numbers converted, finiteness, event time and per-key order tested
+with NumPy. It decides only the common case — every event valid, no replayed event, each key on
+its own partition, each key's times in order up to ``max_out_of_order_s`` — and returns None for
+anything else, and the per-event path, which is the definition of every rule and writes the dead
+letters, handles that batch. So both give the same result (tests/kafka/test_batch_decode.py
+holds them to it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .schemas import _TIME_SCALE, EventSchema
+from .stored_state import StoredState, StoredStateError
+
+_NUMBER = {int, float}
+_NUMBER_OR_NULL = {int, float, type(None)}
+_TEXT_OR_NULL = {str, type(None)}
+
+
+@dataclass
+class Accepted:
+    """The events of a batch that go to the pipeline, as columns in arrival order, and what
+    the driver keeps per key."""
+
+    keys: list[str]
+    times: np.ndarray          # float64 epoch seconds, as scored (a late event at its key's latest)
+    values: list[np.ndarray]   # per value field, float64, NaN = missing
+    categories: list[list]     # per categorical field, str or None
+    partitions: np.ndarray     # int64
+    offsets: np.ndarray        # int64
+    stored: dict[str, StoredState | None]
+    latest: dict[str, float] = field(default_factory=dict)
+    cursor: dict[str, tuple[int, int]] = field(default_factory=dict)  # key -> (offset, index)
+    partition_of: dict[str, int] = field(default_factory=dict)
+    late: int = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def load_stored(load_state: Callable[[str, int], bytes | None], key: str, partition: int) -> StoredState | None:
+    blob = load_state(key, partition)
+    try:
+        return StoredState.from_bytes(blob, key) if blob is not None else None
+    except StoredStateError:
+        return None  # unreadable: start the key fresh rather than stop the stream
+
+
+def accept_columns(
+    messages: Sequence[Any],
+    schema: EventSchema,
+    limits: Any,
+    events_partitions: int,
+    partition_for: Callable[[str, int], int],
+    load_state: Callable[[str, int], bytes | None],
+    now: float,
+) -> Accepted | None:
+    """The batch's events as :class:`Accepted`, or None when any event needs the per-event
+    path (a dead letter, a replay, a late event beyond the limit, ...)."""
+    objs: list = []
+    parts: list[int] = []
+    offs: list[int] = []
+    idxs: list[int] = []
+    max_bytes = limits.max_payload_bytes
+    for m in messages:
+        raw = m.value
+        if not raw or len(raw) > max_bytes:
+            return None
+        try:
+            decoded = json.loads(raw)
+        except ValueError:  # UnicodeDecodeError too
+            return None
+        if type(decoded) is list:
+            n = len(decoded)
+            if not n:
+                return None
+            objs.extend(decoded)
+            idxs.extend(range(n))
+        else:
+            objs.append(decoded)
+            idxs.append(-1)
+            n = 1
+        parts.extend(repeat(m.partition, n))
+        offs.extend(repeat(m.offset, n))
+    if not objs or set(map(type, objs)) != {dict}:
+        return None
+
+    def column(name: str) -> list:
+        return list(map(dict.get, objs, repeat(name)))
+
+    # keys: text (not empty, no NUL prefix) or integers
+    keys = column(schema.key_field)
+    kinds = set(map(type, keys))
+    if kinds == {int} or kinds == {int, str}:
+        keys = list(map(str, keys))
+    elif kinds != {str}:
+        return None
+    smallest = min(keys)
+    if not smallest or smallest[0] == "\x00":
+        return None
+    # times: numbers (ISO text goes the per-event way), finite, not in the future
+    raw_times = column(schema.time_field)
+    if not set(map(type, raw_times)) <= _NUMBER:
+        return None
+    try:
+        times = np.array(raw_times, np.float64) * _TIME_SCALE[schema.time_unit]
+    except OverflowError:
+        return None
+    if not np.isfinite(times).all() or (times > now + limits.max_future_s).any():
+        return None
+    values = []
+    for name in schema.value_fields:
+        col = column(name)
+        kinds = set(map(type, col))
+        if not kinds <= (_NUMBER_OR_NULL if schema.missing_values == "impute" else _NUMBER):
+            return None
+        try:
+            typed = pa.array(col, pa.float64())
+        except (pa.ArrowInvalid, OverflowError):
+            return None  # an integer beyond int64: Python's float() takes it, per event
+        arr = typed.to_numpy(zero_copy_only=False)  # null -> NaN (missing, imputed)
+        bad = ~np.isfinite(arr)
+        if bad.any() and (typed.null_count == 0
+                          or (bad & typed.is_valid().to_numpy(zero_copy_only=False)).any()):
+            return None  # NaN / Infinity tokens, or numbers beyond float64
+        values.append(arr)
+    categories = []
+    for name in schema.categorical_fields:
+        col = column(name)
+        if not set(map(type, col)) <= _TEXT_OR_NULL:
+            return None
+        categories.append(col)
+
+    partitions = np.array(parts, np.int64)
+    offsets = np.array(offs, np.int64)
+    indices = np.array(idxs, np.int64)
+    # events grouped by key (each key's in arrival order)
+    dictionary = pa.array(keys, pa.string()).dictionary_encode()
+    codes = dictionary.indices.to_numpy().astype(np.int64)
+    uniques = dictionary.dictionary.to_pylist()
+    order = np.lexsort((np.arange(len(keys)), codes))
+    c_sorted = codes[order]
+    starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    # per key: one partition (Kafka's, when checked), no event already in the stored state
+    key_partition = np.empty(len(uniques), np.int64)
+    key_partition[c_sorted[starts]] = partitions[order[starts]]
+    if not (partitions == key_partition[codes]).all():
+        return None
+    if limits.check_partition:
+        want = np.array([partition_for(k, events_partitions) for k in uniques], np.int64)
+        if not (want == key_partition).all():
+            return None
+    stored = {k: load_stored(load_state, k, int(p)) for k, p in zip(uniques, key_partition)}
+    st_latest = np.array([s.latest_time if s else -np.inf for s in stored.values()])
+    st_offset = np.array([s.offset if s else -1 for s in stored.values()], np.int64)
+    st_index = np.array([s.index if s else -1 for s in stored.values()], np.int64)
+    ko, ki = st_offset[codes], st_index[codes]
+    if ((offsets < ko) | ((offsets == ko) & (indices <= ki))).any():
+        return None  # a replay after a crash: the per-event path skips what the state holds
+    # per key, in arrival order: the latest time before each event (stored or in this batch)
+    t_sorted = times[order]
+    before = np.empty_like(t_sorted)
+    before[1:] = t_sorted[:-1]
+    before[starts] = st_latest[c_sorted[starts]]
+    disordered = np.flatnonzero(before > t_sorted)
+    late = 0
+    if len(disordered):
+        for g in np.unique(np.searchsorted(starts, disordered, side="right") - 1):
+            a, b = starts[g], ends[g]
+            prior = np.maximum.accumulate(np.r_[st_latest[c_sorted[a]], t_sorted[a:b]])[:-1]
+            if (prior - t_sorted[a:b] > limits.max_out_of_order_s).any():
+                return None  # out_of_order dead letters: the per-event path writes them
+            late += int((t_sorted[a:b] < prior).sum())
+            before[a:b] = prior
+        scored = np.maximum(t_sorted, before)
+        times = np.empty_like(times)
+        times[order] = scored
+    out = Accepted(keys, times, values, categories, partitions, offsets, stored, late=late)
+    for code, i in zip(c_sorted[ends - 1].tolist(), order[ends - 1].tolist()):
+        k = uniques[code]  # each key's last event: its latest (scored) time and its position
+        out.latest[k] = float(times[i])
+        out.cursor[k] = (int(offsets[i]), int(indices[i]))
+        out.partition_of[k] = int(partitions[i])
+    return out
