@@ -32,7 +32,8 @@ class Metrics:
         )
         self.refetched = Counter(
             "ember_events_refetched",
-            "Event messages Faust skipped that the worker read back from the broker", registry=r,
+            "Event messages read back from the broker: processed after the last state write "
+            "(a restart or a takeover), or skipped by Faust", registry=r,
         )
         self.duplicates = Counter(
             "ember_messages_duplicate_dropped",

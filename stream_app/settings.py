@@ -125,6 +125,10 @@ class StreamSettings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
 
     # --- worker --------------------------------------------------------------------------------
+    compute_threads: int = Field(
+        1, ge=1, description="BLAS/OpenMP threads of the model's math in one worker (a worker is "
+        "one event loop: scale with workers; more threads spin against the broker and Faust)"
+    )
     datadir: Path = Path("var/ember-worker")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)

@@ -65,9 +65,21 @@ async def _topic_counts(settings: StreamSettings, wanted: dict[str, int]) -> dic
     return counts
 
 
+def limit_compute_threads(threads: int) -> None:
+    """Cap the threads of NumPy's BLAS (and any OpenMP pool) in this process. Measured here
+    (docs/performance.md, "Streaming"): with the default of one BLAS thread per core, a worker
+    sharing 2 cores with the broker scored batch messages 4-5x slower than with one thread
+    (threads spinning for a core that Faust, the broker or another worker holds)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+
+
 def build(settings: StreamSettings) -> Any:
     """Load the model, prepare the topics, and return the Faust app (not started)."""
     from .app import create_app
+
+    limit_compute_threads(settings.compute_threads)
 
     holder = ModelHolder(settings.pipeline_loader, settings.model_dir)
     try:
