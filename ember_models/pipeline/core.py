@@ -118,7 +118,7 @@ class DetectorCore:
         h = st["liquid"]
         outs = self.branch_outputs(h)
         err = u - self.motor(outs)
-        pred_raw = ops.astype(ops.matmul(err * err, self._mean_w), ops.float64)
+        pred_raw = ops.matmul(err * err, self._mean_w)
         # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
         dt = ops.maximum(t - st["last_t"], 0.0)
         dt_mean = st["dt_mean"]
@@ -133,20 +133,25 @@ class DetectorCore:
         ts = ops.clip(ts, 0.0, 100.0)
         h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32))
         st["dt_mean"], st["last_t"] = dt_mean, t
-        # 4. RBM free energy, label head; the values, both directions
-        fe = ops.astype(self.rbm.free_energy(u), ops.float64)
+        # 4. RBM free energy, label head; the values, both directions: the raw scores are
+        # written straight into one float64 NumPy array (the tail evidence is NumPy
+        # bookkeeping), columns [values, -values, prediction error, free energy, label head]
+        fe = self.rbm.free_energy(u)
         # the label head judges the event itself: the reservoir after it, and its features
         outs_after = (ops.concatenate([self.branch_outputs(h_new), u], axis=1)
                       if (learn or self.label_w is not None) else None)
-        label = (ops.astype(ops.matmul(outs_after, self.label_w[:-1]) + self.label_w[-1],
-                            ops.float64)
-                 if self.label_w is not None else ops.full(ops.shape(fe), float("nan"), ops.float64))
-        model_raw = ops.stack([pred_raw, fe, label], axis=1)
-        if not settled:
-            model_raw = ops.where(ops.expand_dims(n_seen < 1.5, 1),
-                                  ops.full(ops.shape(model_raw), float("nan"), ops.float64),
-                                  model_raw)
-        raw = ops.to_numpy(ops.concatenate([x, -x, model_raw], axis=1))
+        v = self.n_values
+        raw = np.empty((ops.shape(fe)[0], 2 * v + len(MODEL_STREAMS)))
+        x_np = ops.to_numpy(x)
+        raw[:, :v] = x_np
+        np.negative(x_np, out=raw[:, v:2 * v])
+        raw[:, 2 * v] = ops.to_numpy(pred_raw)
+        raw[:, 2 * v + 1] = ops.to_numpy(fe)
+        raw[:, 2 * v + 2] = (ops.to_numpy(ops.matmul(outs_after, self.label_w[:-1])
+                                          + self.label_w[-1])
+                             if self.label_w is not None else np.nan)
+        if not settled:     # a key's first event has no prediction: no model scores
+            raw[ops.to_numpy(n_seen) < 1.5, 2 * v:] = np.nan
         # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
         evidence = self.tail.step(st, raw)
         if self._weighted:
