@@ -52,33 +52,34 @@ class TailEvidence:
             above = raw > u                                     # NaN: False
         # Only the pairs above their kept tail have evidence or touch the tail: once keys are
         # warm that is K/n of them, so the arithmetic runs on those alone (same formulas).
+        # (np.take/np.put on flat positions: 2-3x faster than fancy indexing here)
         flat = np.flatnonzero(above)
-        n_before = count.reshape(-1)[flat]
+        count1 = count.reshape(-1)
+        n_before = np.take(count1, flat)
         count += np.isfinite(raw)
         evidence = np.zeros(raw.shape)
         if not len(flat):
             return evidence
         k = self.k
         u1, total1 = u.reshape(-1), total.reshape(-1)
-        r, old = raw.reshape(-1)[flat], u1[flat]
+        r, old = np.take(raw.reshape(-1), flat), np.take(u1, flat)
+        total_before = np.take(total1, flat)
         full = n_before >= k
         if full.any():
             hit, r_h, u_h = flat[full], r[full], old[full]
-            beta = np.maximum(total1[hit] / k - u_h, 1e-9 * (np.abs(u_h) + 1e-12))
+            beta = np.maximum(total_before[full] / k - u_h, 1e-9 * (np.abs(u_h) + 1e-12))
             n_eff = np.clip(n_before[full], k, self.memory)
             with np.errstate(over="ignore"):
-                evidence.reshape(-1)[hit] = (np.log10(n_eff) - self._log_k
-                                             + (r_h - u_h) / (beta * _LN10))
-        # views of the (key, score) rows; np.take/np.put on flat positions are 2-3x faster
-        # than fancy indexing of the rows
+                np.put(evidence, hit, np.log10(n_eff) - self._log_k
+                       + (r_h - u_h) / (beta * _LN10))
+        # the kept values of the (key, score) rows: the new value evicts the min
         top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
-        base = flat * k
-        np.put(top1, base + slot1[flat].astype(np.int64), r)   # the new value evicts the min
-        total1[flat] += np.where(old > EMPTY, r - old, r)
+        np.put(top1, flat * k + np.take(slot1, flat).astype(np.int64), r)
+        np.put(total1, flat, total_before + np.where(old > EMPTY, r - old, r))
         rows = np.take(top.reshape(-1, k), flat, axis=0)
         new_slot = np.argmin(rows, axis=1)
-        u1[flat] = np.take(rows, np.arange(0, len(flat) * k, k) + new_slot)
-        slot1[flat] = new_slot
+        np.put(u1, flat, np.take(rows, np.arange(0, len(flat) * k, k) + new_slot))
+        np.put(slot1, flat, new_slot)
         return evidence
 
     def get_config(self) -> dict:
