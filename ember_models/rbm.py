@@ -239,8 +239,15 @@ class RBM(Module):
             batches = tqdm(batches, desc=f"RBM epoch {epoch + 1}", unit="batch", leave=False)
         recent, recent_rows = deque(), 0   # the last >= stats_window rows, for score stats
         total, rows = 0.0, 0
+        # an array source yields pieces of one array: once the first needs no conversion,
+        # none does (same dtype and width), so the per-batch check is skipped after it
+        trusted, array_source = False, source.kind == "array"
         for batch in batches:
-            v0 = self._input(batch, "fit")
+            if trusted:
+                v0 = batch
+            else:
+                v0 = self._input(batch, "fit")
+                trusted = array_source and v0 is batch
             n = ops.shape(v0)[0]
             total += self._cd_step(v0, monitor)
             rows += n
@@ -273,54 +280,49 @@ class RBM(Module):
         w, b, c = self.weight, self.visible_bias, self.hidden_bias
         matmul, tanh, less, astype = ops.matmul, ops.tanh, ops.less, ops.astype
         from_numpy, random = ops.from_numpy, self.rng.numpy.random
+        n0 = ops.shape(v0)[0]
+        dt, draw_dt, v_shape, h_shape, signed, signed_row, ones_row = self._step_constants(n0)
         # logistic(x) = (1 + tanh(x/2))/2 (see _sigmoid) with the halving folded into the
         # weights once per batch instead of once per product: (v·w + c)/2 = v·(w/2) + c/2,
         # exactly (a power-of-two scale commutes with rounding)
         wh, bh, ch = 0.5 * w, 0.5 * b, 0.5 * c
         wht = ops.transpose(wh)
 
-        def sig(half_pre):
-            return 0.5 * tanh(half_pre) + 0.5
-        dt, draw_dt = self._dt, self._draw_dtype
-        gaussian = self.visible == "gaussian"
-        n0 = ops.shape(v0)[0]
-        n1 = self.batch_size if self.persistent else n0
-        v_shape, h_shape = (n1, self.n_visible), (n1, self.n_hidden)
-
         # negative phase: k Gibbs steps from the chain (PCD) or from the data (CD); visible
         # units are sampled, the statistics use hidden probabilities
         if self.persistent:
             h, h_prob = self.chain, None
         else:
-            h0 = sig(matmul(v0, wh) + ch)
+            h0 = 0.5 * tanh(matmul(v0, wh) + ch) + 0.5
             h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), h0), dt)
         for step in range(self.k):
             pre = matmul(h, wht) + bh
-            if gaussian:
+            if self.visible == "gaussian":
                 v = (pre + pre) + self.rng.normal(v_shape, dtype=self.dtype)
-            else:
-                v = astype(less(from_numpy(random(v_shape, dtype=draw_dt)), sig(pre)), dt)
+            else:   # u < (1 + t)/2  <=>  2u - 1 < t: the affine on the draw, in place
+                u = random(v_shape, dtype=draw_dt)
+                u *= 2.0
+                u -= 1.0                             # exact: u is a multiple of 2^-24
+                v = astype(less(from_numpy(u), tanh(pre)), dt)
             if step < self.k - 1 or not self.persistent:
-                h_prob = sig(matmul(v, wh) + ch)
+                h_prob = 0.5 * tanh(matmul(v, wh) + ch) + 0.5
                 if step < self.k - 1:
                     h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), h_prob), dt)
 
         if self.persistent:
             stack = ops.concatenate([v0, v], axis=0)
-            hid = sig(matmul(stack, wh) + ch)          # [p(h | data); p(h | model sample)]
+            hid = 0.5 * tanh(matmul(stack, wh) + ch) + 0.5   # [p(h | data); p(h | model)]
             h0 = hid[:n0]
             h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), hid[n0:]), dt)
             object.__setattr__(self, "chain", h)
-            signed, signed_row, ones_row = self._signed_scales(n0, n1)
-            scaled = stack * signed
+            scaled = stack * signed                 # same shapes: no broadcasting pass
             d_w = matmul(ops.transpose(scaled), hid)
             d_b = matmul(ones_row, scaled)          # column sums as products: 3x faster than
             d_c = matmul(signed_row, hid)           # NumPy's axis-0 sum at these sizes
         else:   # the same statistics without stacking (which would copy both halves)
-            scale = self._signed_scales(n0, n1)[1][:n0]   # lr/n0 per row
             d_w = (matmul(ops.transpose(v0), h0) - matmul(ops.transpose(v), h_prob)) * (self.lr / n0)
-            d_b = matmul(scale, v0 - v)
-            d_c = matmul(scale, h0 - h_prob)
+            d_b = matmul(signed_row, v0 - v)        # signed_row: lr/n0 per row
+            d_c = matmul(signed_row, h0 - h_prob)
         error = 0.0
         if monitor:
             recon = self.visible_mean(h0)
@@ -344,25 +346,30 @@ class RBM(Module):
         assign(self, "hidden_bias", c + d_c)
         return error
 
-    @property
-    def _draw_dtype(self):
-        """NumPy dtype of the uniform draws (a dtype object: a name is parsed on every call)."""
-        return np.float32 if self.dtype == "float32" else np.float64
-
-    def _signed_scales(self, n0: int, n1: int):
-        """``(+lr/n0 × n0, -lr/n1 × n1)`` as a column and as a row, and a row of ones, for a
-        stack of n0 data rows and n1 model rows; cached (per batch shape and backend)."""
-        key = (ops.backend_name, n0, n1, self.lr, self.dtype)
-        cache = self.__dict__.setdefault("_scale_cache", {})
-        found = cache.get(key)
-        if found is None:
+    def _step_constants(self, n0: int):
+        """What ``_cd_step`` needs besides the arrays, for a batch of n0 rows: the dtype (the
+        backend's object: a name costs a lookup per op), the NumPy dtype of the uniform
+        draws, the shapes of the model samples, and the lr scales: for a stack of n0 data
+        rows over n1 model rows (persistent CD), ``+lr/n0`` / ``-lr/n1`` per row as a matrix
+        of the stack's shape (a broadcast column costs NumPy a pass per row) and as a row,
+        and a row of ones; for CD, ``lr/n0`` per row. Cached (per batch size, backend and the
+        settings they depend on)."""
+        key = (ops.backend_name, n0, self.lr, self.batch_size, self.persistent, self.dtype)
+        cached = self.__dict__.get("_step_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        n1 = self.batch_size if self.persistent else n0
+        if self.persistent:
             col = np.concatenate([np.full(n0, self.lr / n0), np.full(n1, -self.lr / n1)])
-            col = col.astype(self.dtype)
-            found = (ops.from_numpy(col.reshape(-1, 1)), ops.from_numpy(col),
-                     ops.from_numpy(np.ones(n0 + n1, dtype=self.dtype)))
-            if len(cache) > 8:
-                cache.clear()
-            cache[key] = found
+            signed = ops.from_numpy(np.repeat(col.reshape(-1, 1), self.n_visible, axis=1)
+                                    .astype(self.dtype))
+            ones_row = ops.from_numpy(np.ones(n0 + n1, dtype=self.dtype))
+        else:
+            col, signed, ones_row = np.full(n0, self.lr / n0), None, None
+        found = (self._dt, np.float32 if self.dtype == "float32" else np.float64,
+                 (n1, self.n_visible), (n1, self.n_hidden), signed,
+                 ops.from_numpy(col.astype(self.dtype)), ones_row)
+        object.__setattr__(self, "_step_cache", (key, found))
         return found
 
     # ---- score statistics ---------------------------------------------------------------

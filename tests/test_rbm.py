@@ -201,6 +201,20 @@ def test_partial_fit_batches_equal_fit_on_the_same_batches():
     assert _np(b.score_stats)[0] == 256
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_updates_follow_settings_changed_between_batches(persistent):
+    # the CD step caches its per-batch-shape constants (lr scales): changing lr must reach it
+    data = _structured_data(64)
+    rbm = RBM(6, 4, persistent=persistent, lr=0.05, momentum=0.0, weight_decay=0.0,
+              batch_size=32, seed=0)
+    rbm.partial_fit(data[:32])
+    w1 = _np(rbm.weight).copy()
+    assert np.abs(w1 - _np(RBM(6, 4, seed=0).weight)).max() > 1e-4    # the first update moved
+    rbm.lr = 1e-12
+    rbm.partial_fit(data[32:])
+    assert np.abs(_np(rbm.weight) - w1).max() < 1e-9
+
+
 def test_score_stats_follow_the_last_window_of_training_rows():
     data = _structured_data(1000)
     rbm = RBM(6, 4, batch_size=50, stats_window=300, seed=0).fit(data, epochs=2, shuffle=False)
