@@ -208,11 +208,13 @@ def test_updates_follow_settings_changed_between_batches(persistent):
     rbm = RBM(6, 4, persistent=persistent, lr=0.05, momentum=0.0, weight_decay=0.0,
               batch_size=32, seed=0)
     rbm.partial_fit(data[:32])
-    w1 = _np(rbm.weight).copy()
-    assert np.abs(w1 - _np(RBM(6, 4, seed=0).weight)).max() > 1e-4    # the first update moved
+    names = ("weight", "visible_bias", "hidden_bias")
+    after_first = {n: _np(getattr(rbm, n)).copy() for n in names}
+    assert np.abs(after_first["weight"] - _np(RBM(6, 4, seed=0).weight)).max() > 1e-4
     rbm.lr = 1e-12
     rbm.partial_fit(data[32:])
-    assert np.abs(_np(rbm.weight) - w1).max() < 1e-9
+    for n in names:
+        assert np.abs(_np(getattr(rbm, n)) - after_first[n]).max() < 1e-9, n
 
 
 def test_score_stats_follow_the_last_window_of_training_rows():
