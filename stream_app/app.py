@@ -56,6 +56,7 @@ from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
 from .pending_states import PendingStates
 from .processor import BatchOutput, BatchProcessor, InMessage, Limits
+from .state_writes import flush_states, store_sent, write_states
 from .settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class WorkerState:
     events_partitions: int
     gap_filler: GapFiller
     pending: PendingStates = field(default_factory=lambda: PendingStates(CURSOR_KEY))
+    unacked: list = field(default_factory=list)  # at-least-once: output sends not yet awaited
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
     # the latest event seen of each partition: it stands for that partition in table writes
     partition_event: dict[int, Any] = field(default_factory=dict)
@@ -153,6 +155,11 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
 
     @app.on_partitions_revoked.connect
     async def drop_pending(sender: Any, revoked: Any = None, **kwargs: Any) -> None:
+        if not settings.exactly_once:
+            try:  # the last flush's states (Faust has just flushed the producer) into the local store
+                await store_sent(producer_for, table, state.pending)
+            except Exception as exc:  # Faust's recovery replays them from the changelog
+                log.warning("states of the last flush not stored locally: %r", exc)
         # Never write a revoked partition's states late: its next owner may have moved on.
         state.pending.drop({tp.partition for tp in revoked or () if tp.topic == settings.events_topic})
 
@@ -343,21 +350,21 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         outputs.append(await router.send(s.scores_topic, o.key, o.value, o.source_partition))  # type: ignore[arg-type]
     for o in out.dead_letters:
         outputs.append(await router.send(s.dead_letter_topic, o.key, o.value, o.source_partition))
-    if not s.exactly_once and outputs:
-        # At-least-once: the outputs must be on the broker before any state that says they were
-        # produced (a restart skips events its stored state already holds).
-        await asyncio.gather(*outputs)
-        outputs = []
     for key, partition, value in out.states:
         pending.put(partition, key.encode(), value)
     # Each partition's last offset goes with its states: the next batch (or the next owner of
     # the partition) compares it with the first offset it is given, to notice skipped messages.
     for p, off in new_positions.items():
         pending.put(p, CURSOR_KEY, _CURSOR.pack(off))
-    if s.exactly_once or write_now or pending.due(s.state_flush_interval_s):
-        await _write_states(router, table, partition_event, pending.take(), outputs)
-    elif outputs:
-        await asyncio.gather(*outputs)
+    if s.exactly_once:
+        await write_states(router, table, partition_event, pending.take(), outputs)
+    else:
+        # At-least-once: outputs are awaited before the next state write (a state on the broker
+        # must not name events whose outputs are not) and by Faust before each commit.
+        state.unacked.extend(outputs)
+        if write_now or pending.due(s.state_flush_interval_s):
+            outputs, state.unacked = state.unacked, []
+            await flush_states(router, table, pending, outputs, partition_event)
     if state.assignments == assignments:  # no rebalance while this batch was in flight
         state.positions.update(new_positions)
     else:
@@ -376,29 +383,6 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     metrics.step_seconds.observe(out.step_seconds)
     metrics.batch_seconds.observe(time.perf_counter() - t0)
     metrics.last_batch.set(state.last_batch_at)
-
-
-async def _write_states(router: _ProducerRouter, table: Any, partition_event: dict[int, Any],
-                        writes: list[tuple[bytes, int, bytes]], outputs: list) -> None:
-    """Write key states (and cursors) to the changelog, and once the broker has them, to the
-    local RocksDB copy.
-
-    The changelog records are sent here, awaited, and not through ``table[key] = value``:
-    Faust buffers that send and, in exactly-once mode, can commit the batch's offsets before
-    the buffered record is produced, so the state change lands in the next transaction and is
-    lost with it in a crash (found by the SIGKILL test). Here it joins the outputs' transaction.
-    """
-    events = {p: partition_event[p] for p in {p for _, p, _ in writes}}  # a rebalance may clear it
-    changelog = []
-    for key_bytes, partition, value in writes:
-        changelog.append((partition, await router.send(router.changelog_topic, key_bytes, value, partition)))
-    await asyncio.gather(*outputs, *(f for _, f in changelog))
-    for key_bytes, partition, value in writes:
-        _current_event.set(weakref.ref(events[partition]))
-        table.data[key_bytes] = value  # the local RocksDB copy (Faust's store for that partition)
-    _current_event.set(None)
-    for partition, fut in changelog:
-        router.persisted(table, fut.result())
 
 
 def _update_lag(app: faust.App, state: WorkerState) -> None:

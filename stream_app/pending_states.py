@@ -6,7 +6,10 @@ tails) against ~100 bytes of event, so a batch of a few hundred events wrote ~1 
 and waited for the broker to take it (measured in docs/performance.md, "Streaming"). In
 at-least-once mode the worker therefore keeps the states of a batch here and writes them (to
 the changelog, then the local RocksDB copy) at most every ``state_flush_interval_s``: a key
-touched by 50 batches in that time is written once.
+touched by 50 batches in that time is written once. Nor does the agent wait for a write:
+the outputs since the last write are awaited, the states sent, and their acks awaited (long
+done by then) at the next write, before they go to the local store; until then reads find the
+values here.
 
 Nothing is lost by writing late. Each partition's cursor (the last offset processed) is
 written with, and after, that partition's states, and the stored state of a key names the last
@@ -22,10 +25,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 
 class PendingStates:
-    """Table values written since the last flush, by (partition, table key)."""
+    """Table values not yet in the local store, by (partition, table key): those computed since
+    the last flush, and those sent to the changelog by the last flush (``sent``), which go to
+    the local store at the next flush, when the broker has long acknowledged them: the agent
+    never waits for a flush's acks."""
 
     #: Flush when this many values wait, whatever the interval (bounds memory: ~7 KB each).
     MAX_ENTRIES = 50_000
@@ -34,6 +41,8 @@ class PendingStates:
         self.cursor_key = cursor_key
         self.clock = clock
         self._values: dict[tuple[int, bytes], bytes] = {}
+        self._sent: dict[tuple[int, bytes], bytes] = {}
+        self.in_flight: list[tuple[bytes, int, bytes, Any, Any]] = []  # key, partition, value, future, event
         self._last_flush = clock()
 
     def __len__(self) -> int:
@@ -41,7 +50,8 @@ class PendingStates:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         """The value waiting for (partition, key), or None (then the table has the latest)."""
-        return self._values.get((partition, key))
+        value = self._values.get((partition, key))
+        return value if value is not None else self._sent.get((partition, key))
 
     def put(self, partition: int, key: bytes, value: bytes) -> None:
         self._values[(partition, key)] = value
@@ -60,11 +70,25 @@ class PendingStates:
         self._last_flush = self.clock()
         return states + cursors
 
+    def sent(self, writes: list[tuple[bytes, int, bytes]], futures: list, events: dict[int, Any]) -> None:
+        """``writes`` (from :meth:`take`) are on their way to the changelog."""
+        for (key, partition, value), future in zip(writes, futures):
+            self._sent[(partition, key)] = value
+            self.in_flight.append((key, partition, value, future, events[partition]))
+
+    def take_sent(self) -> list[tuple[bytes, int, bytes, Any, Any]]:
+        """The last flush's writes, for the local store (once their futures are done)."""
+        out, self.in_flight = self.in_flight, []
+        self._sent.clear()
+        return out
+
     def drop(self, partitions: Iterable[int] | None = None) -> None:
         """Forget what waits (for ``partitions``, or all): after a rebalance the table and the
-        broker are the truth, and the gap fill redoes the dropped work."""
+        broker are the truth, and the gap fill redoes the dropped work. (Sent values dropped
+        here are on the changelog: Faust's recovery at the next assignment replays them.)"""
         if partitions is None:
             self._values.clear()
+            self.take_sent()
         else:
             gone = set(partitions)
             for pk in [pk for pk in self._values if pk[0] in gone]:
