@@ -30,6 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# the checkout this file is in, before any installed copy (a second worktree measures itself)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def limit_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+
+# the checkout this file is in, before any installed copy (a second worktree measures itself)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
