@@ -6,10 +6,10 @@
     pipe.partial_fit(events, states)            # online adaptation of the global models
     pipe.save("model/")
 
-``step`` and ``score`` run the same loop (``_run``): features for the whole batch at once
-(FeatureEngine), then the detector core advances all keys one event at a time (batch = keys,
-loop over time), so scoring a sequence event by event, in micro-batches or as one table gives
-the same scores. Global models (motor readout, RBM, label head) change only in ``fit`` and
+``step`` and ``score`` run the same loop (``_run``): per round (the next event of every key
+of the batch) the FeatureEngine computes the round's features and the detector core advances
+those keys by that event (batch = keys, loop over time), so scoring a sequence event by event,
+in micro-batches or as one table gives the same scores. Global models (motor readout, RBM, label head) change only in ``fit`` and
 ``partial_fit``; everything a key learns on its own (standardisation, tails, reservoir state)
 lives in its state.
 """
