@@ -81,12 +81,13 @@ class DetectorCore:
         return ops.matmul(outs, self.liquid.motor_w) + self.liquid.motor_b
 
     # ---- one event for each of n keys ------------------------------------------------------
-    def step(self, st: dict, t, x, f, learn: bool = False):
+    def step(self, st: dict, t, x, f, learn: bool = False, reasons: bool = True):
         """st: the n keys' state (name → backend array, replaced in the dict; the
         ``FLOAT32_STATE`` arrays in float32, see Pipeline._run); t [n] epoch seconds; x [n, V]
         values (NaN = missing); f [n, d] features (float32).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
-        level, in its standard deviations; None when no key alerts), evidence [n, S],
+        level, in its standard deviations; None when no key alerts or ``reasons`` is False),
+        evidence [n, S],
         learn_rows) where
         learn_rows = (reservoir outputs before the event [n, n_out], targets u [n, d],
         valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
@@ -170,7 +171,7 @@ class DetectorCore:
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
         dev = (dlt / ops.maximum(sd, 0.1 * ops.abs(mean))
-               if ops.item(ops.max(ops.astype(alert, ops.int32))) else None)
+               if reasons and ops.item(ops.max(ops.astype(alert, ops.int32))) else None)
         st["liquid"] = h_new
         st["n_seen"] = n_seen + 1.0
         rows = (outs, u, seen_any, outs_after) if learn else None

@@ -195,7 +195,7 @@ class Pipeline:
             view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
             s, a, dev, evid, learned = core.step(
                 view, ops.from_numpy(rounds.t_r[r0:r1]), ops.from_numpy(rounds.x_r[:, r0:r1].T),
-                ops.from_numpy(feats), learn=learn)
+                ops.from_numpy(feats), learn=learn, reasons=details)
             if m == n_keys:
                 st = view
             else:   # the keys still running are a prefix: write their new rows back
