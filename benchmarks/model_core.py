@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     print("== RBM CD-1 epoch vs scikit-learn BernoulliRBM ==")
     for bs in args.rbm_batch_sizes:
         res = bench_rbm.rbm_cd1_vs_sklearn(batch_size=bs, backends=("numpy",),
-                                           repeats=max(3, args.repeats // 2))
+                                           repeats=args.repeats)
         print(bench_rbm.format_result(res))
 
 
