@@ -14,8 +14,8 @@ For each message format (``--per-message 1,100``: one JSON event per message, or
    moment it holds its partitions to its last batch (``/metrics``, ``/health``), so process
    start-up is excluded and everything after it (state recovery, first fetch) counts.
 3. **latency**: with the worker idle, fresh events (later in time, 1 % spiked) are produced at
-   ``--latency-fractions`` of the worker's measured rate (default one half) for
-   ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
+   ``--latency-fractions`` of the worker's measured rate (default one half; lowest first, each
+   once the worker has caught up with the one before) for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
    (the alert names the source partition and offset). p50 / p99.
 
 Prints one table and the ratio worker / raw per format. Events are the generated sample
@@ -223,6 +223,13 @@ class Worker:
             time.sleep(0.25)
         raise RuntimeError(f"worker processed {self.events_done():.0f} of {n_events} events in {timeout_s} s")
 
+    def wait_caught_up(self, n_events: int, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.events_done() < n_events:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"worker processed {self.events_done():.0f} of {n_events} events")
+            time.sleep(0.25)
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
@@ -295,7 +302,7 @@ def main() -> int:
     formats = [int(x) for x in args.per_message.split(",")]
     counts = [int(x) for x in args.events.split(",")]
     counts += counts[-1:] * (len(formats) - len(counts))  # the last count for formats not given one
-    fractions = [float(x) for x in args.latency_fractions.split(",")]
+    fractions = sorted(float(x) for x in args.latency_fractions.split(","))
 
     work = Path(tempfile.mkdtemp(prefix="ember-bench-"))
     bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
@@ -330,12 +337,15 @@ def main() -> int:
             try:
                 w.wait_ready()
                 ember = w.throughput(len(fmt_rows))
-                for fraction in fractions:
+                sent = len(fmt_rows)
+                for fraction in fractions:  # lowest rate first
                     rate = ember * fraction
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
                     lat = asyncio.run(measure_latency(bootstrap, topics, lat_msgs,
                                                       rate_msgs=len(lat_msgs) / args.latency_seconds))
+                    sent += len(lat_rows)
+                    w.wait_caught_up(sent)  # no backlog left for the next rate
                     p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
                     results.append((per, raw, ember, ember / raw, rate, len(lat), p50, p99))
             finally:
