@@ -364,7 +364,10 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         state.unacked.extend(outputs)
         if write_now or pending.due(s.state_flush_interval_s):
             outputs, state.unacked = state.unacked, []
-            await flush_states(router, table, pending, outputs, partition_event)
+            t_write = time.perf_counter()
+            await flush_states(router, table, pending, outputs, partition_event,
+                               None if write_now else pending.WRITES_PER_BATCH)
+            metrics.flush_seconds.observe(time.perf_counter() - t_write)
     if state.assignments == assignments:  # no rebalance while this batch was in flight
         state.positions.update(new_positions)
     else:

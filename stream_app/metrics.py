@@ -49,6 +49,10 @@ class Metrics:
             "Age of a micro-batch's oldest message (its Kafka timestamp) when processing starts",
             buckets=_LATENCY_BUCKETS, registry=r,
         )
+        self.flush_seconds = Histogram(
+            "ember_state_write_seconds", "Agent time per key-state write (changelog sends, local store)",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
         self.step_seconds = Histogram(
             "ember_pipeline_step_seconds", "Time in Pipeline.step per micro-batch",
             buckets=_LATENCY_BUCKETS, registry=r,

@@ -42,22 +42,24 @@ async def write_states(router: Any, table: Any, partition_event: dict[int, Any],
 
 
 async def flush_states(router: Any, table: Any, pending: PendingStates, outputs: list,
-                       partition_event: dict[int, Any]) -> None:
+                       partition_event: dict[int, Any], limit: int | None = None) -> None:
     """At-least-once: send the states waiting in ``pending`` to the changelog, without
     waiting for the broker: they reach the local store at the next flush (or a revocation).
-    ``outputs``: the output sends since the last flush."""
+    ``outputs``: the output sends since the last flush; ``limit``: states to send now (a part of
+    a flush round, ``PendingStates.take_some``), None: all at once."""
     await asyncio.gather(*outputs)  # a state on the broker must not name events whose outputs are not
-    await store_sent(router, table, pending)
-    writes = pending.take()
+    await store_sent(router, table, pending, done_only=True)
+    writes = pending.take() if limit is None else pending.take_some(limit)
     events = {p: partition_event[p] for p in {p for _, p, _ in writes}}
     futures = [await router.send(router.changelog_topic, key, value, partition)
                for key, partition, value in writes]
     pending.sent(writes, futures, events)
 
 
-async def store_sent(router: Any, table: Any, pending: PendingStates) -> None:
-    """The last flush's states into the local RocksDB copy, once the broker has them."""
-    sent = pending.take_sent()
+async def store_sent(router: Any, table: Any, pending: PendingStates, done_only: bool = False) -> None:
+    """Sent states into the local RocksDB copy once the broker has them: all (waiting for
+    them), or those already acknowledged."""
+    sent = pending.take_sent(done_only)
     if not sent:
         return
     await asyncio.gather(*(future for _, _, _, future, _ in sent))
