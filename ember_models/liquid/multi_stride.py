@@ -115,51 +115,75 @@ class MultiStrideLiquid(LiquidCell):
         return plans, self.motor_w, self.motor_b, ops.from_numpy(
             np.asarray(self.strides, np.float32).reshape(1, -1))
 
-    def next_state(self, x, h, dt=1.0):
+    def next_state(self, x, h, dt=1.0, in_place: bool = False):
         """``step`` without the motor layer: the new state alone, for callers that read the
-        branches' outputs themselves (the pipeline's readout) and would discard ``y``."""
+        branches' outputs themselves (the pipeline's readout) and would discard ``y``.
+        ``in_place``: write the new state into ``h`` (and return it) instead of a new array,
+        for callers that own ``h`` and drop the old state (the pipeline's batch loop): only
+        the parts that change are written, no copy of the whole state per step."""
         plan = self._build_plan() if self.training else self._plan()
         if getattr(dt, "ndim", 0) != 2:
             dt = as_ts(dt, ops.shape(x)[0])
-        return self._run(plan, x, h, dt, motor=False)[1]
+        return self._run(plan, x, h, dt, motor=False, in_place=in_place)[1]
 
-    def _run(self, plan, x, h, ts, motor: bool = True):
+    def _run(self, plan, x, h, ts, motor: bool = True, in_place: bool = False):
         plans, motor_w, motor_b, strides = plan
         k, f, book, offs = len(plans), self.input_size, self._book, self._offsets
         mean_pool = self.pool == "mean"
         count = h[:, book:book + k] + 1.0
         elapsed = h[:, book + k:book + 2 * k] + ts
         due = (count if self.stride_unit == "steps" else elapsed) >= strides
-        states, outs, sums = [], [], []
+        n = ops.shape(h)[0]
+        # pieces of the new state: (first column, array), or None where it is unchanged
+        # (``h``'s own columns: kept as they are in place, re-used when concatenating)
+        pieces, outs = [], []
         for i, (cell, p) in enumerate(zip(self.branches, plans)):
             s = h[:, offs[i]:offs[i + 1]]
             s0 = book + 2 * k + i * f
+            new_sum = None                                  # None: the sums stay as they are
             if self._every_step[i]:
-                # stride 1 in steps: due at every step for every sample; nothing to pool
+                # stride 1 in steps: due at every step for every sample; nothing to pool (the
+                # sums stay zero)
                 _, s = cell._run(p, x, s, ts)
-                sums.append(h[:, s0:s0 + f])          # stays zero
+                pieces.append(s)
             else:
                 d = due[:, i:i + 1]
                 pooled = h[:, s0:s0 + f] + x if mean_pool else None
                 # none or all of the samples due (aligned streams: the usual case) skip the
                 # selects, which would pick one side everywhere
-                n_due = ops.item(ops.sum(ops.astype(d, "int32")))
-                if n_due:
+                any_due = n > 0 and bool(ops.item(ops.max(d)))
+                all_due = any_due and bool(ops.item(ops.min(d)))
+                if any_due:
                     xi = pooled / count[:, i:i + 1] if mean_pool else x
                     _, new = cell._run(p, xi, s, elapsed[:, i:i + 1])
-                    s = new if n_due == ops.shape(d)[0] else ops.where(d, new, s)
-                if not mean_pool:
-                    sums.append(h[:, s0:s0 + f])
-                elif n_due == 0:
-                    sums.append(pooled)
+                    s = new if all_due else ops.where(d, new, s)
+                    pieces.append(s)
                 else:
-                    sums.append(0.0 * pooled if n_due == ops.shape(d)[0] else
-                                ops.where(d, 0.0 * pooled, pooled))
-            states.append(s)
+                    pieces.append(None)                     # the branch holds its state
+                if mean_pool:
+                    new_sum = (pooled if not any_due else
+                               0.0 * pooled if all_due else
+                               ops.where(d, 0.0 * pooled, pooled))
+            pieces.append(new_sum)
             if motor:
                 outs.append(cell.output(s))
         zero_k = 0.0 * count
         count = ops.where(due, zero_k, count)
         elapsed = ops.where(due, zero_k, elapsed)
         y = ops.matmul(ops.concatenate(outs, axis=1), motor_w) + motor_b if motor else None
-        return y, ops.concatenate(states + [count, elapsed] + sums, axis=1)
+        # columns of each piece: branch states, then the sums, in state order
+        cols = [(offs[i], offs[i + 1]) for i in range(k)]
+        sum_cols = [(book + 2 * k + i * f, book + 2 * k + (i + 1) * f) for i in range(k)]
+        states, sums = pieces[0::2], pieces[1::2]
+        if in_place:
+            for (a, b), piece in zip(cols + sum_cols, states + sums):
+                if piece is not None:
+                    h[:, a:b] = piece
+            h[:, book:book + k] = count
+            h[:, book + k:book + 2 * k] = elapsed
+            return y, h
+        parts = [h[:, a:b] if piece is None else piece
+                 for (a, b), piece in zip(cols, states)]
+        parts += [count, elapsed]
+        parts += [h[:, a:b] if piece is None else piece for (a, b), piece in zip(sum_cols, sums)]
+        return y, ops.concatenate(parts, axis=1)

@@ -132,7 +132,10 @@ class DetectorCore:
                                 ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.clip(ts, 0.0, 100.0)
-        h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32))
+        # in place: the batch loop owns h (a float32 copy made per batch, see Pipeline._run),
+        # and the old state is not read after this (outs above is its own array)
+        h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32),
+                                       in_place=True)
         st["dt_mean"], st["last_t"] = dt_mean, t
         # 4. RBM free energy, label head; the values, both directions: the raw scores are
         # written straight into one float64 NumPy array (the tail evidence is NumPy
