@@ -6,12 +6,14 @@ One agent (concurrency 1) reads the events topic as raw bytes and takes micro-ba
 from the table, makes one ``Pipeline.step`` call, and returns the alerts, dead letters, optional
 score messages and new states; this module does the I/O:
 
-1. send alerts / scores / dead letters, and wait until the broker has them;
-2. only then write each key's new state into the table (RocksDB + changelog topic): in
-   exactly-once mode with every batch, in at-least-once mode at most every
-   ``state_flush_interval_s`` (``stream_app.pending_states`` says why and how nothing is lost).
-   The stored state records the offset of the last event it includes, so a batch redelivered
-   after a crash skips what the state already holds;
+1. send alerts / scores / dead letters (exactly-once: and wait until the broker has them);
+2. write each key's new state into the table (RocksDB + changelog topic): in exactly-once
+   mode with every batch, after its outputs; in at-least-once mode at most every
+   ``state_flush_interval_s``, in rounds of a few keys per batch, once the outputs sent
+   before are acknowledged, without waiting for the broker (``stream_app.pending_states``
+   says why and how nothing is lost; ``stream_app.state_writes`` writes). The stored state
+   records the offset of the last event it includes, so a batch redelivered after a crash
+   skips what the state already holds;
 3. leave the loop body: Faust acks the batch's events, and the periodic commit (which flushes
    the producer first) moves the consumer offsets.
 
