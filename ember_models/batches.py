@@ -91,6 +91,34 @@ class BatchSource:
             yield data[start:start + self.batch_size]
 
 
+    def array_chunks(self, index: int, rng=None, batches_per_chunk: int = 1) -> Iterator:
+        """An array source's epoch ``index`` as ``(rows, batch_rows, n_batches)``: the same
+        batches as ``epoch`` yields, in the same order, ``batches_per_chunk`` equal ones at a
+        time (the last, shorter batch in a chunk of its own), so a trainer can do per-chunk
+        work (random draws, the row gather) once for many batches."""
+        if self.kind != "array":
+            raise BatchSourceError(f"{self.what}: array_chunks needs an array source, not {self.kind}")
+        data = self._data
+        n = int(ops.shape(data)[0])
+        if n == 0:
+            raise BatchSourceError(f"{self.what} has no rows")
+        order = None
+        if self.shuffle and n > 1:
+            if rng is None:
+                raise ValueError("shuffling needs a generator (ops.generator(seed))")
+            order = rng.permutation(n)
+        bs = self.batch_size
+        full = n // bs
+        step = max(1, int(batches_per_chunk)) * bs
+        for start in range(0, full * bs, step):
+            stop = min(start + step, full * bs)
+            rows = data[start:stop] if order is None else ops.take(data, order[start:stop], axis=0)
+            yield rows, bs, (stop - start) // bs
+        if full * bs < n:
+            rows = data[full * bs:] if order is None else ops.take(data, order[full * bs:], axis=0)
+            yield rows, n - full * bs, 1
+
+
 def as_batch_source(data, batch_size: int, shuffle: bool = True, what: str = "training data",
                     dtype: str | None = None) -> BatchSource:
     if isinstance(data, BatchSource):

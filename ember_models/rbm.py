@@ -23,12 +23,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
-import numpy as np
-
 from . import ops
 from .batches import as_batch_source
 from .model_file import register
 from .nn import Module, Parameter
+from .rbm_step import CHUNK_ROWS, BlockCD
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")
 
@@ -211,7 +210,9 @@ class RBM(Module):
         energy = self.free_energy(v0)
         stats = self._stats()
         self._set_stats(*self._merged(stats, energy, "partial_fit batch"))
-        self._cd_step(v0, monitor=False)
+        trainer = BlockCD(self)
+        trainer.train(trainer.augmented(v0), ops.shape(v0)[0], 1)
+        trainer.finish()
         return self
 
     def fit(self, data, epochs: int = 1, shuffle: bool = True, progress: bool = False) -> "RBM":
@@ -232,145 +233,53 @@ class RBM(Module):
         return self._epoch(source, epoch, progress, monitor=True)
 
     def _epoch(self, source, epoch: int, progress: bool, monitor: bool) -> float:
-        before = dict(self.state_dict())   # arrays are replaced, never mutated: references do
-        batches = source.epoch(epoch, self.rng)
+        trainer = BlockCD(self)
+        if source.kind == "array":   # whole batches of one array: many per chunk
+            per_chunk = max(1, CHUNK_ROWS // self.batch_size)
+            chunks = ((trainer.augmented(self._input(rows, "fit")), n0, nb)
+                      for rows, n0, nb in source.array_chunks(epoch, self.rng, per_chunk))
+        else:
+            chunks = ((trainer.augmented(v), ops.shape(v)[0], 1)
+                      for v in (self._input(batch, "fit") for batch in source.epoch(epoch, self.rng)))
+        bar = None
         if progress:
             from tqdm.auto import tqdm
-            batches = tqdm(batches, desc=f"RBM epoch {epoch + 1}", unit="batch", leave=False)
+            bar = tqdm(desc=f"RBM epoch {epoch + 1}", unit="batch", leave=False)
         recent, recent_rows = deque(), 0   # the last >= stats_window rows, for score stats
         total, rows = 0.0, 0
-        # an array source yields pieces of one array: once the first needs no conversion,
-        # none does (same dtype and width), so the per-batch check is skipped after it
-        trusted, array_source = False, source.kind == "array"
-        for batch in batches:
-            if trusted:
-                v0 = batch
-            else:
-                v0 = self._input(batch, "fit")
-                trusted = array_source and v0 is batch
-            n = ops.shape(v0)[0]
-            total += self._cd_step(v0, monitor)
-            rows += n
-            recent.append((v0, n))
-            recent_rows += n
-            while recent_rows - recent[0][1] >= self.stats_window:
-                recent_rows -= recent.popleft()[1]
+        try:
+            for v_aug, n0, nb in chunks:
+                total += trainer.train(v_aug, n0, nb, monitor)
+                rows += n0 * nb
+                recent.append((v_aug, n0, nb))
+                recent_rows += n0 * nb
+                while recent_rows - recent[0][1] * recent[0][2] >= self.stats_window:
+                    recent_rows -= recent[0][1] * recent[0][2]
+                    recent.popleft()
+                if bar is not None:
+                    bar.update(nb)
+        finally:
+            if bar is not None:
+                bar.close()
         # one check per epoch instead of one per batch: NaN/inf anywhere spreads to the weights
-        if not math.isfinite(float(ops.item(ops.sum(self.weight)))):
-            self.load_state_dict(before)
+        if not trainer.finite():
             raise ValueError(f"RBM.fit: epoch {epoch + 1} made the weights non-finite, so the "
                              "training data holds NaN/inf values (or lr is far too high); the "
                              "weights are back to where the epoch started")
-        # score statistics: the free energy of the epoch's last rows under the final weights
-        energy = self.free_energy(ops.concatenate([v for v, _ in recent], axis=0))
+        trainer.finish()
+        # score statistics: the free energy of the epoch's last rows (the fewest whole batches
+        # holding >= stats_window rows) under the final weights
+        parts, kept = [], 0
+        for v_aug, n0, nb in reversed(recent):
+            if kept >= self.stats_window:
+                break
+            take = min(nb, -(-(self.stats_window - kept) // n0))
+            parts.append(v_aug[(nb - take) * n0:nb * n0, :self.n_visible])
+            kept += take * n0
+        energy = self.free_energy(ops.concatenate(parts[::-1], axis=0))
         count, mean, var = self._merged(self._stats(), energy, "fit data")
-        self._set_stats(count - recent_rows + rows, mean, var)
+        self._set_stats(count - kept + rows, mean, var)
         return total / rows if monitor else float("nan")
-
-    def _cd_step(self, v0, monitor: bool) -> float:
-        """One CD-k / persistent-CD update from batch ``v0``. With ``monitor``, returns the
-        batch's summed mean-field reconstruction error per unit (else 0).
-
-        Written for few array calls per batch: at batch 64 each call costs ~1/10 of a 64×64
-        matrix product, and Python around them as much again. Persistent CD sends the data
-        and the model's visible sample through the hidden layer stacked, as one
-        ``(n0 + n1, n_visible)`` matrix (the chain's sample does not depend on the data), and
-        takes ``<v hᵀ>_data - <v hᵀ>_model``, learning rate folded in, as one product of that
-        stack with its rows scaled by ``+lr/n0`` (data) and ``-lr/n1`` (model)."""
-        w, b, c = self.weight, self.visible_bias, self.hidden_bias
-        matmul, tanh, less, astype = ops.matmul, ops.tanh, ops.less, ops.astype
-        from_numpy, random = ops.from_numpy, self.rng.numpy.random
-        n0 = ops.shape(v0)[0]
-        dt, draw_dt, v_shape, h_shape, signed, signed_row, ones_row = self._step_constants(n0)
-        # logistic(x) = (1 + tanh(x/2))/2 (see _sigmoid) with the halving folded into the
-        # weights once per batch instead of once per product: (v·w + c)/2 = v·(w/2) + c/2,
-        # exactly (a power-of-two scale commutes with rounding)
-        wh, bh, ch = 0.5 * w, 0.5 * b, 0.5 * c
-        wht = ops.transpose(wh)
-
-        # negative phase: k Gibbs steps from the chain (PCD) or from the data (CD); visible
-        # units are sampled, the statistics use hidden probabilities
-        if self.persistent:
-            h, h_prob = self.chain, None
-        else:
-            h0 = 0.5 * tanh(matmul(v0, wh) + ch) + 0.5
-            h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), h0), dt)
-        for step in range(self.k):
-            pre = matmul(h, wht) + bh
-            if self.visible == "gaussian":
-                v = (pre + pre) + self.rng.normal(v_shape, dtype=self.dtype)
-            else:   # u < (1 + t)/2  <=>  2u - 1 < t: the affine on the draw, in place
-                u = random(v_shape, dtype=draw_dt)
-                u *= 2.0
-                u -= 1.0                             # exact: u is a multiple of 2^-24
-                v = astype(less(from_numpy(u), tanh(pre)), dt)
-            if step < self.k - 1 or not self.persistent:
-                h_prob = 0.5 * tanh(matmul(v, wh) + ch) + 0.5
-                if step < self.k - 1:
-                    h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), h_prob), dt)
-
-        if self.persistent:
-            stack = ops.concatenate([v0, v], axis=0)
-            hid = 0.5 * tanh(matmul(stack, wh) + ch) + 0.5   # [p(h | data); p(h | model)]
-            h0 = hid[:n0]
-            h = astype(less(from_numpy(random(h_shape, dtype=draw_dt)), hid[n0:]), dt)
-            object.__setattr__(self, "chain", h)
-            scaled = stack * signed                 # same shapes: no broadcasting pass
-            d_w = matmul(ops.transpose(scaled), hid)
-            d_b = matmul(ones_row, scaled)          # column sums as products: 3x faster than
-            d_c = matmul(signed_row, hid)           # NumPy's axis-0 sum at these sizes
-        else:   # the same statistics without stacking (which would copy both halves)
-            d_w = (matmul(ops.transpose(v0), h0) - matmul(ops.transpose(v), h_prob)) * (self.lr / n0)
-            d_b = matmul(signed_row, v0 - v)        # signed_row: lr/n0 per row
-            d_c = matmul(signed_row, h0 - h_prob)
-        error = 0.0
-        if monitor:
-            recon = self.visible_mean(h0)
-            error = float(ops.item(ops.sum(ops.square(v0 - recon)))) / self.n_visible
-
-        if self.weight_decay:
-            d_w = d_w - (self.lr * self.weight_decay) * w
-        # the arrays are registered already: set them without Module.__setattr__'s bookkeeping
-        # (a microsecond each, per batch), as the optimizers do
-        assign = object.__setattr__
-        if self.momentum:
-            m = self.momentum
-            d_w = m * self.weight_velocity + d_w
-            d_b = m * self.visible_bias_velocity + d_b
-            d_c = m * self.hidden_bias_velocity + d_c
-            assign(self, "weight_velocity", d_w)
-            assign(self, "visible_bias_velocity", d_b)
-            assign(self, "hidden_bias_velocity", d_c)
-        assign(self, "weight", w + d_w)
-        assign(self, "visible_bias", b + d_b)
-        assign(self, "hidden_bias", c + d_c)
-        return error
-
-    def _step_constants(self, n0: int):
-        """What ``_cd_step`` needs besides the arrays, for a batch of n0 rows: the dtype (the
-        backend's object: a name costs a lookup per op), the NumPy dtype of the uniform
-        draws, the shapes of the model samples, and the lr scales: for a stack of n0 data
-        rows over n1 model rows (persistent CD), ``+lr/n0`` / ``-lr/n1`` per row as a matrix
-        of the stack's shape (a broadcast column costs NumPy a pass per row) and as a row,
-        and a row of ones; for CD, ``lr/n0`` per row. Cached (per batch size, backend and the
-        settings they depend on)."""
-        key = (ops.backend_name, n0, self.lr, self.batch_size, self.persistent, self.dtype)
-        cached = self.__dict__.get("_step_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        n1 = self.batch_size if self.persistent else n0
-        if self.persistent:
-            col = np.concatenate([np.full(n0, self.lr / n0), np.full(n1, -self.lr / n1)])
-            signed = ops.from_numpy(np.repeat(col.reshape(-1, 1), self.n_visible, axis=1)
-                                    .astype(self.dtype))
-            ones_row = ops.from_numpy(np.ones(n0 + n1, dtype=self.dtype))
-        else:
-            col, signed, ones_row = np.full(n0, self.lr / n0), None, None
-        found = (self._dt, np.float32 if self.dtype == "float32" else np.float64,
-                 (n1, self.n_visible), (n1, self.n_hidden), signed,
-                 ops.from_numpy(col.astype(self.dtype)), ones_row)
-        object.__setattr__(self, "_step_cache", (key, found))
-        return found
 
     # ---- score statistics ---------------------------------------------------------------
     def _stats(self) -> tuple[float, float, float]:
