@@ -29,6 +29,7 @@ class RollingTimeWindow(Feature):
         self.windows_s = tuple(sorted({float(w) for w in windows_s}))
         self.buckets = int(buckets)
         self._inv_width = (self.buckets / np.asarray(self.windows_s))[:, None]   # (W, 1)
+        self._cell_cache: dict = {}
 
     def names(self) -> list[str]:
         return [f"{f}.{self.prefix}_{stat}_w{fmt_seconds(w)}" for w in self.windows_s
@@ -75,16 +76,13 @@ class RollingTimeWindow(Feature):
     def _close(self, state: State, bid, w, k) -> None:
         """Keys k moved to a new bucket of window w: file the open bucket into the ring, start
         an empty one, and recompute the total of the ring buckets still inside the window."""
-        nb = self.buckets
+        nb, v = self.buckets, len(self.fields)
         ring_flat, (rk, rw, rb, rc, rv) = flat_view(state["ring"])        # (n, W, B, 3, V)
         id_flat, (ik, iw, ib) = flat_view(state["ring_id"])                # (n, W, B)
         open_flat, (ow, oc, ov, ok) = flat_view(state["open"])            # (W, 3, V, n)
         tot_flat, _ = flat_view(state["closed_total"])                    # same layout as open
         open_id = state["open_id"]
-        v = len(self.fields)
-        open_cells = (np.arange(3)[:, None] * oc + np.arange(v) * ov).ravel()          # (3V,)
-        ring_cells = ((np.arange(nb) * rb)[:, None]
-                      + (np.arange(3)[:, None] * rc + np.arange(v) * rv).ravel())      # (B, 3V)
+        open_cells, cells3 = self._cells(oc, ov, rc, rv)
         was = open_id[w, k]
         new = bid[w, k]
         open_id[w, k] = new
@@ -95,9 +93,27 @@ class RollingTimeWindow(Feature):
         had = was != _NEVER
         slot = was % nb
         # File the open bucket (keys that had one) into its ring slot.
-        np.put(ring_flat, (ring_key + slot * rb)[had, None] + ring_cells[0], bucket[had])
+        np.put(ring_flat, (ring_key + slot * rb)[had, None] + cells3, bucket[had])
         np.put(id_flat, (id_key + slot * ib)[had], was[had])
         np.put(open_flat, at_open, 0.0)
-        live = np.take(id_flat, id_key[:, None] + np.arange(nb) * ib) > (new - nb)[:, None]
-        ring = np.take(ring_flat, ring_key[:, None, None] + ring_cells)   # (m, B, 3V)
+        # One (key, window)'s buckets are one block of the key-first arrays: gather whole
+        # blocks by row (a contiguous copy of a strided view first, which only a caller
+        # passing such a view pays for; these are reads)
+        rows = k * len(self.windows_s) + w
+        ids = np.ascontiguousarray(state["ring_id"]).reshape(-1, nb)
+        live = np.take(ids, rows, axis=0) > (new - nb)[:, None]
+        ring = np.take(np.ascontiguousarray(state["ring"]).reshape(-1, nb, 3 * v), rows,
+                       axis=0)                                            # (m, B, 3V)
         np.put(tot_flat, at_open, np.einsum("mb,mbc->mc", live.astype(np.float64), ring))
+
+    def _cells(self, oc, ov, rc, rv):
+        """Offsets of one bucket's 3V numbers in the open array and in a ring block (cached:
+        they depend on the number of keys only through the open array's strides)."""
+        key = (oc, ov, rc, rv)
+        hit = self._cell_cache.get(key)
+        if hit is None:
+            v = len(self.fields)
+            hit = self._cell_cache[key] = (
+                (np.arange(3)[:, None] * oc + np.arange(v) * ov).ravel(),
+                (np.arange(3)[:, None] * rc + np.arange(v) * rv).ravel())
+        return hit
