@@ -317,3 +317,28 @@ def test_model_file_round_trip_across_backends(tmp_path):
             for name, value in rbm.state_dict().items():
                 np.testing.assert_array_equal(_np(loaded.state_dict()[name]), _np(value))
             loaded.partial_fit(data[:10])                 # keeps training after loading
+
+
+# ---- the block CD step's random draws ---------------------------------------------------------
+
+@pytest.mark.parametrize("n_visible,n_hidden,n,persistent,k",
+                         [(64, 64, 10, True, 2), (5, 4, 7, False, 2), (5, 4, 7, True, 1)])
+def test_chunked_uniforms_are_the_per_batch_draws_in_order(n_visible, n_hidden, n, persistent, k):
+    # many batches' uniforms in one draw (raw PCG64 words for even counts, the float draw for
+    # odd ones) must be exactly what per-batch float32 draws give, in the per-batch order
+    from ember_models.rbm_step import BlockCD
+    rbm = RBM(n_visible, n_hidden, persistent=persistent, batch_size=n, k=k, seed=4)
+    reference = np.random.default_rng(0)
+    reference.bit_generator.state = rbm.rng.numpy.bit_generator.state
+    uv, uh = BlockCD(rbm)._uniforms(3, n)
+    uv, uh = _np(uv), _np(uh)
+    assert np.isneginf(uv[..., -1]).all() and np.isneginf(uh[..., -1]).all()
+    for b in range(3):
+        for step in range(k):
+            order = [("v", n_visible), ("h", n_hidden)] if persistent else [("h", n_hidden), ("v", n_visible)]
+            for kind, width in order:
+                want = 2 * reference.random((n, width), dtype=np.float32) - 1
+                got = (uv if kind == "v" else uh)[b, step, :, :-1]
+                np.testing.assert_array_equal(got, want, err_msg=f"batch {b} step {step} {kind}")
+    # the model's generator continues where the reference does
+    assert rbm.rng.numpy.random(dtype=np.float32) == reference.random(dtype=np.float32)
