@@ -238,7 +238,11 @@ class Worker:
             self.proc.kill()
 
 
-async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate_msgs: float) -> list[float]:
+async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate_msgs: float,
+                          caught_up) -> list[float]:
+    """Alert latencies (s) of ``messages`` produced at ``rate_msgs``; alerts are read until
+    ``caught_up()`` (the worker has processed every event) and 1 s more, so the alerts of a
+    queue that built up count too."""
     sent_at: dict[tuple[int, int], float] = {}
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="latest",
@@ -260,7 +264,9 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
     reader = asyncio.create_task(read_alerts())
     # a latency-minded producer: linger 1 ms (the send time is taken when send() is called)
     await produce_all(bootstrap, topics["events"], messages, rate=rate_msgs, sent_at=sent_at, linger_ms=1)
-    await asyncio.sleep(2.0)
+    while not await asyncio.to_thread(caught_up):
+        await asyncio.sleep(0.25)
+    await asyncio.sleep(1.0)
     done.set()
     await reader
     await consumer.stop()
@@ -342,10 +348,11 @@ def main() -> int:
                     rate = ember * fraction
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
-                    lat = asyncio.run(measure_latency(bootstrap, topics, lat_msgs,
-                                                      rate_msgs=len(lat_msgs) / args.latency_seconds))
                     sent += len(lat_rows)
-                    w.wait_caught_up(sent)  # no backlog left for the next rate
+                    lat = asyncio.run(measure_latency(
+                        bootstrap, topics, lat_msgs, rate_msgs=len(lat_msgs) / args.latency_seconds,
+                        caught_up=lambda n=sent: w.events_done() >= n or w.proc.poll() is not None))
+                    w.wait_caught_up(sent)  # no backlog left for the next rate (or the worker died)
                     p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
                     results.append((per, raw, ember, ember / raw, rate, len(lat), p50, p99))
             finally:
