@@ -104,3 +104,22 @@ def test_bad_configurations_are_refused():
         MultiStrideLiquid([c, CfCCell(3, 4, backbone_layers=0)], [1, 2])
     with pytest.raises(ValueError, match="stride_unit"):
         MultiStrideLiquid([c], [1], stride_unit="minutes")
+
+
+@pytest.mark.parametrize("unit,pool", [("steps", "mean"), ("seconds", "mean"), ("steps", "last")])
+def test_next_state_in_place_equals_the_new_array_it_would_return(unit, pool):
+    # keys at different phases (some due, some not, in one step) and large batches (the
+    # layered CfC runner): writing the new state into h must give the same state
+    cells = [WiredCfCCell(5, AutoNCP(10, 2, seed=i), seed=i) for i in range(3)]
+    strides = [1, 3, 4] if unit == "steps" else [0.5, 2.0, 3.0]
+    ms = MultiStrideLiquid(cells, strides, unit, pool=pool).eval()
+    for batch in (3, 40):
+        x, dt = _data(batch=batch, steps=12)
+        h = ms.initial_state(batch)
+        h_own = np.array(h, copy=True)
+        for t in range(x.shape[1]):
+            expect = ms.next_state(x[:, t], h, dt[:, t:t + 1])
+            got = ms.next_state(x[:, t], h_own, dt[:, t:t + 1], in_place=True)
+            assert got is h_own
+            np.testing.assert_array_equal(got, expect)
+            h = expect

@@ -134,8 +134,8 @@ class MultiStrideLiquid(LiquidCell):
         elapsed = h[:, book + k:book + 2 * k] + ts
         due = (count if self.stride_unit == "steps" else elapsed) >= strides
         n = ops.shape(h)[0]
-        # pieces of the new state: (first column, array), or None where it is unchanged
-        # (``h``'s own columns: kept as they are in place, re-used when concatenating)
+        # per branch, its new state and its new sums of skipped inputs, or None where they are
+        # unchanged (``h``'s own columns: left where they are in place, re-used otherwise)
         pieces, outs = [], []
         for i, (cell, p) in enumerate(zip(self.branches, plans)):
             s = h[:, offs[i]:offs[i + 1]]
@@ -148,7 +148,12 @@ class MultiStrideLiquid(LiquidCell):
                 pieces.append(s)
             else:
                 d = due[:, i:i + 1]
-                pooled = h[:, s0:s0 + f] + x if mean_pool else None
+                pooled = None
+                if mean_pool and in_place:     # the running sum, updated where it lies
+                    h[:, s0:s0 + f] += x
+                    pooled = h[:, s0:s0 + f]
+                elif mean_pool:
+                    pooled = h[:, s0:s0 + f] + x
                 # none or all of the samples due (aligned streams: the usual case) skip the
                 # selects, which would pick one side everywhere
                 any_due = n > 0 and bool(ops.item(ops.max(d)))
@@ -160,7 +165,7 @@ class MultiStrideLiquid(LiquidCell):
                     pieces.append(s)
                 else:
                     pieces.append(None)                     # the branch holds its state
-                if mean_pool:
+                if mean_pool and (any_due or not in_place):
                     new_sum = (pooled if not any_due else
                                0.0 * pooled if all_due else
                                ops.where(d, 0.0 * pooled, pooled))
