@@ -342,3 +342,26 @@ def test_chunked_uniforms_are_the_per_batch_draws_in_order(n_visible, n_hidden, 
                 np.testing.assert_array_equal(got, want, err_msg=f"batch {b} step {step} {kind}")
     # the model's generator continues where the reference does
     assert rbm.rng.numpy.random(dtype=np.float32) == reference.random(dtype=np.float32)
+
+
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_float32_free_energy_matches_float64_formula_and_follows_training(visible):
+    # the fast path (row sums as products, cached bias rows, log1p(exp(x)) below 30) against
+    # the formula in float64; then the cached bias rows must follow a training update and
+    # a different number of rows
+    rng = np.random.default_rng(3)
+    rbm = RBM(48, 16, visible=visible, seed=2, init_std=0.3)
+    _set(rbm, _np(rbm.weight), rng.normal(size=48), rng.normal(size=16))
+
+    def reference(x):
+        w, b, c = (_np(p).astype(np.float64) for p in (rbm.weight, rbm.visible_bias, rbm.hidden_bias))
+        x = x.astype(np.float64)
+        vis = -x @ b if visible == "bernoulli" else 0.5 * ((x - b) ** 2).sum(1)
+        return vis - np.logaddexp(0, x @ w + c).sum(1)
+
+    x = (rng.random((1250, 48)) < 0.5).astype(np.float32) if visible == "bernoulli" \
+        else rng.normal(size=(1250, 48)).astype(np.float32)
+    for rows in (x, x[:300], 40 * x[:5]):            # 40x: preactivations above 30 (stable path)
+        np.testing.assert_allclose(_np(rbm.free_energy(rows)), reference(rows), rtol=2e-5, atol=2e-4)
+    rbm.partial_fit(x[:64])
+    np.testing.assert_allclose(_np(rbm.free_energy(x[:700])), reference(x[:700]), rtol=2e-5, atol=2e-4)
