@@ -30,7 +30,7 @@ import numpy as np
 
 from . import ops
 
-CHUNK_ROWS = 2048   # rows of uniforms drawn at once: ~1 MB of float32 at 64 + 64 units
+CHUNK_ROWS = 1024   # rows per chunk: uniforms ~0.5 MB of float32 at 64 + 64 units
 
 
 def _float32_words(gen: np.random.Generator, count: int):
@@ -131,16 +131,18 @@ class BlockCD:
         (PCD per Gibbs step: visible then hidden; CD: hidden then visible), as backend arrays
         (nb, k, n, n_visible + 1) and (nb, k, n, n_hidden + 1), last columns -inf."""
         nv, nh, k = self.nv, self.nh, self.k
-        width = nv + 1 + nh + 1
-        buf = self._u.get(n)
-        if buf is None or buf.shape[0] < nb:
-            buf = np.empty((nb, k, n, width), dtype=self.np_dt)
-            buf[..., nv] = -np.inf
-            buf[..., width - 1] = -np.inf
-            self._u[n] = buf
+        bufs = self._u.get(n)
+        if bufs is None or bufs[0].shape[0] < nb:
+            # two buffers, each contiguous per sample: a comparison with a strided operand
+            # costs NumPy ~2.5x at these sizes
+            bufs = (np.empty((nb, k, n, nv + 1), dtype=self.np_dt),
+                    np.empty((nb, k, n, nh + 1), dtype=self.np_dt))
+            for buf in bufs:
+                buf[..., -1] = -np.inf
+            self._u[n] = bufs
+        uv, uh = bufs[0][:nb], bufs[1][:nb]
         count = nb * k * n * (nv + nh)
         words = _float32_words(self.rbm.rng.numpy, count) if self.np_dt is np.float32 else None
-        u = buf[:nb]
         split = n * (nv if self.persistent else nh)
         if words is not None:
             # 2u = (word >> 8)·2^-23, written straight into the sample layout (exact in float32)
@@ -148,25 +150,25 @@ class BlockCD:
             flat = words.reshape(nb, k, n * (nv + nh))
             scale = np.float32(2.0 ** -23)
 
-            def put(src, dst, width_):
-                np.multiply(src.reshape(nb, k, n, width_), scale, out=dst, dtype=np.float32,
-                            casting="unsafe")
+            def put(src, dst, width):
+                np.multiply(src.reshape(nb, k, n, width), scale, out=dst[..., :width],
+                            dtype=np.float32, casting="unsafe")
+                dst -= 1.0           # exact: 2u is a multiple of 2^-23; -inf stays
         else:
             flat = self.rbm.rng.numpy.random((nb, k, n * (nv + nh)), dtype=self.np_dt)
             flat *= 2.0
+            flat -= 1.0              # exact: 2u is a multiple of 2^-23 (2^-52 for float64)
 
-            def put(src, dst, width_):
-                dst[...] = src.reshape(nb, k, n, width_)
+            def put(src, dst, width):
+                dst[..., :width] = src.reshape(nb, k, n, width)
         first, second = flat[..., :split], flat[..., split:]
         if self.persistent:
-            put(first, u[..., :nv], nv)
-            put(second, u[..., nv + 1:width - 1], nh)
+            put(first, uv, nv)
+            put(second, uh, nh)
         else:
-            put(first, u[..., nv + 1:width - 1], nh)
-            put(second, u[..., :nv], nv)
-        u -= 1.0                     # exact: 2u is a multiple of 2^-23 (2^-52 for float64)
-        u = ops.from_numpy(u)
-        return u[..., :nv + 1], u[..., nv + 1:]
+            put(first, uh, nh)
+            put(second, uv, nv)
+        return ops.from_numpy(uv), ops.from_numpy(uh)
 
     def _hidden_uniforms(self, n: int):
         """``2u - 1`` for one hidden sample of n rows (last column -inf): Gaussian models draw
