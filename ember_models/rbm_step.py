@@ -212,9 +212,11 @@ class BlockCD:
                     if gaussian:
                         v = dot(h, block_t) * gain + self._visible_noise(n)
                         uh = self._hidden_uniforms(n)
-                    else:
-                        v = astype(less(uv_all[i, step], tanh(dot(h, block_t))), dt)
-                        uh = uh_all[i, step]
+                    else:   # the last sample stays boolean: the stack's concatenation
+                        v = less(uv_all[i, step], tanh(dot(h, block_t)))   # casts it (one
+                        uh = uh_all[i, step]                             # call fewer)
+                        if step < k - 1:
+                            v = astype(v, dt)
                     if step < k - 1:
                         h = astype(less(uh, tanh(dot(v, block))), dt)
                 stack = concat([v0, v])

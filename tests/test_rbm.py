@@ -288,7 +288,8 @@ def _train_on(backend, visible, persistent, data):
         return out
 
 
-@pytest.mark.parametrize("visible,persistent", [("bernoulli", False), ("gaussian", True)])
+@pytest.mark.parametrize("visible,persistent", [("bernoulli", False), ("bernoulli", True),
+                                                ("gaussian", True), ("gaussian", False)])
 def test_backends_train_to_the_same_weights(visible, persistent):
     rng = np.random.default_rng(7)
     data = (rng.random((96, 8)) < 0.4).astype(np.float32) if visible == "bernoulli" \
