@@ -229,13 +229,15 @@ class BlockCD:
                 for step in range(k):
                     if gaussian:
                         v = dot(h, block_t) * gain + self._visible_noise(n)
-                    else:
-                        v = astype(less(uv_all[i, step], tanh(dot(h, block_t))), dt)
+                    else:   # the last sample stays boolean, cast by the concatenation
+                        v = less(uv_all[i, step], tanh(dot(h, block_t)))
+                        if step < k - 1:
+                            v = astype(v, dt)
                     if step < k - 1:
                         uh = self._hidden_uniforms(n) if gaussian else uh_all[i, step + 1]
                         h = astype(less(uh, tanh(dot(v, block))), dt)
                 stack = concat([v0, v])
-                t = concat([t0, tanh(dot(v, block))])
+                t = concat([t0, tanh(dot(stack[n0:], block))])
             if monitor:
                 error += self._recon_error(v0, t[:n0], block_t)
             d = dot(transpose(stack), t * a + b)
