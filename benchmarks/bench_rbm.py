@@ -113,6 +113,31 @@ def rbm_cd1_vs_sklearn(batch_size: int = 64, backends=("numpy", "torch"), repeat
             "ratio_vs_sklearn": {k: v / rates["sklearn"] for k, v in rates.items()}}
 
 
+def free_energy_ns_per_row(rows: int = 1_250, n_visible: int = 48, n_hidden: int = 16,
+                           visible: str = "gaussian", repeats: int = 7, calls: int = 200) -> float:
+    """``RBM.free_energy`` as the pipeline calls it once per detector step (~1,250 keys × 48
+    standardised features, gaussian visible units, 16 hidden, float32, numpy): thread CPU ns
+    per row, best of ``repeats`` rounds of ``calls`` calls, one thread."""
+    from ember_models.backend import using_backend
+    from ember_models.rbm import RBM
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(rows, n_visible)).astype(np.float32)
+    undo = _one_thread()
+    try:
+        with using_backend("numpy"):
+            rbm = RBM(n_visible, n_hidden, visible=visible, seed=0, init_std=0.3)
+            rbm.free_energy(x)
+            best = float("inf")
+            for _ in range(repeats):
+                start = time.thread_time()
+                for _ in range(calls):
+                    rbm.free_energy(x)
+                best = min(best, time.thread_time() - start)
+    finally:
+        undo()
+    return best / calls / rows * 1e9
+
+
 def format_result(res: dict) -> str:
     lines = [f"RBM one epoch, {res['shape']}, batch {res['batch_size']}:"]
     for name, rate in res["rows_per_s"].items():
@@ -132,6 +157,8 @@ def main(argv=None) -> None:
     rbm_cd1_vs_sklearn(64, args.backends, repeats=1, n=2_000)
     for bs in args.batch_size:
         print(format_result(rbm_cd1_vs_sklearn(bs, args.backends, args.repeats, n=args.rows)))
+    print(f"RBM.free_energy, 1,250 rows x 48 gaussian visible, 16 hidden, numpy: "
+          f"{free_energy_ns_per_row():.0f} ns per row")
 
 
 if __name__ == "__main__":
