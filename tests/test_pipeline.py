@@ -233,3 +233,10 @@ def test_labels_fine_tune_a_label_head():
 def ops_np(x):
     from ember_models import ops
     return ops.to_numpy(x)
+
+
+def test_state_tag_is_cached_and_equals_a_fresh_computation():
+    p = Pipeline(parse_config(CFG))
+    assert p.state_tag == p._compute_state_tag()
+    assert p.state_tag is p.state_tag     # the worker asks per micro-batch: not recomputed
+    assert Pipeline(parse_config(CFG), PipelineSettings(tail_size=16)).state_tag != p.state_tag

@@ -88,7 +88,14 @@ class Pipeline:
     @property
     def state_tag(self) -> str:
         """The architecture a stored key state must come from (not the weights: states
-        survive refits and online updates)."""
+        survive refits and online updates). Computed once: the architecture is fixed at
+        construction, and the streaming worker asks for it on every micro-batch."""
+        tag = self.__dict__.get("_state_tag")
+        if tag is None:
+            tag = self.__dict__["_state_tag"] = self._compute_state_tag()
+        return tag
+
+    def _compute_state_tag(self) -> str:
         d = self._description()
         d["layout"] = {k: [list(s), v] for k, (s, v) in self.core.layout.spec.items()}
         d["features"] = self.core.engine.codec.fingerprint.hex()
