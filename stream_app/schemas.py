@@ -37,10 +37,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .event_fields import SECONDS_PER_UNIT, EventFields
+
 DEAD_LETTER_SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
 
-_TIME_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+# Seconds per unit of a numeric event time: the same table the file reader and the backfill use.
+_TIME_SCALE = SECONDS_PER_UNIT
 
 
 class EventError(ValueError):
@@ -53,28 +56,18 @@ class EventError(ValueError):
 
 
 @dataclass(frozen=True)
-class EventSchema:
-    """The fields an event must have (taken from the model's configuration)."""
+class EventSchema(EventFields):
+    """The fields an event must have (the model's ``[data]`` section, as the file reader and
+    the backfill read it) and what the stream does with an absent or null value field."""
 
-    key_field: str
-    time_field: str
-    value_fields: tuple[str, ...]
-    categorical_fields: tuple[str, ...] = ()
-    time_unit: str = "s"  # unit of a numeric time; ISO-8601 strings are also accepted
-    missing_values: str = "impute"  # absent/null value field: "impute" (NaN) or "dead_letter"
+    missing_values: str = "impute"  # "impute" (NaN, imputed by the model) or "dead_letter"
 
     @classmethod
     def from_config(cls, config: Any, missing_values: str = "impute") -> "EventSchema":
-        """From a pipeline's ``config`` (key_field, time_field, value_fields, categorical_fields)."""
-        data = getattr(config, "data", config)
-        return cls(
-            key_field=config.key_field,
-            time_field=config.time_field,
-            value_fields=tuple(config.value_fields),
-            categorical_fields=tuple(getattr(config, "categorical_fields", ()) or ()),
-            time_unit=getattr(data, "time_unit", "s") or "s",
-            missing_values=missing_values,
-        )
+        """From a pipeline's ``config`` (its ``data`` section)."""
+        f = EventFields.from_config(config)
+        return cls(f.key_field, f.time_field, f.value_fields, f.categorical_fields, f.time_unit,
+                   missing_values=missing_values)
 
 
 @dataclass
