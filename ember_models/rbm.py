@@ -192,15 +192,21 @@ class RBM(Module):
         return self._free_energy_from(v, ops.dot(v, self.weight) + self._bias_rows("hidden_bias", n))
 
     def _bias_rows(self, name: str, n: int):
-        """Bias ``name`` repeated as n rows: cached while the bias array is the same object
-        (training replaces it, never mutates it), grown as needed, sliced to n rows."""
+        """Bias ``name`` repeated as n rows, for a same-shape add: tiled from the second call
+        that sees the same bias array (training replaces it, never mutates it), grown as
+        needed, sliced to n rows; the first call with a new bias (each ``partial_fit``)
+        returns the bias itself, broadcast (tiling costs more than it saves once)."""
         bias = getattr(self, name)
         cache = self.__dict__.setdefault("_bias_rows_cache", {})
         found = cache.get(name)
-        if found is None or found[0] is not bias or ops.shape(found[1])[0] < n:
-            rows = max(n, ops.shape(found[1])[0] if found is not None and found[0] is bias else 0)
-            found = cache[name] = (bias, ops.tile(ops.reshape(bias, (1, -1)), (rows, 1)))
-        return found[1][:n] if ops.shape(found[1])[0] != n else found[1]
+        if found is None or found[0] is not bias:
+            cache[name] = (bias, None)
+            return bias
+        rows = found[1]
+        if rows is None or ops.shape(rows)[0] < n:
+            rows = ops.tile(ops.reshape(bias, (1, -1)), (max(n, 0 if rows is None else ops.shape(rows)[0]), 1))
+            cache[name] = (bias, rows)
+        return rows if ops.shape(rows)[0] == n else rows[:n]
 
     def _row_weights(self, width: int, value: float):
         """A vector of ``width`` times ``value``: a row sum (times ``value``) as a
@@ -250,7 +256,7 @@ class RBM(Module):
         energy = self.free_energy(v0)
         stats = self._stats()
         self._set_stats(*self._merged(stats, energy, "partial_fit batch"))
-        trainer = BlockCD(self)
+        trainer = BlockCD.of(self)
         trainer.train(trainer.augmented(v0), ops.shape(v0)[0], 1)
         trainer.finish()
         return self
@@ -273,7 +279,7 @@ class RBM(Module):
         return self._epoch(source, epoch, progress, monitor=True)
 
     def _epoch(self, source, epoch: int, progress: bool, monitor: bool) -> float:
-        trainer = BlockCD(self)
+        trainer = BlockCD.of(self)
         if source.kind == "array":   # whole batches of one array: many per chunk
             per_chunk = max(1, CHUNK_ROWS // self.batch_size)
             chunks = ((trainer.augmented(self._input(rows, "fit")), n0, nb)

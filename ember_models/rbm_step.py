@@ -59,19 +59,54 @@ class BlockCD:
         self.np_dt = np.float32 if rbm.dtype == "float32" else np.float64
         self.persistent, self.gaussian = rbm.persistent, rbm.visible == "gaussian"
         self.lr, self.momentum, self.weight_decay = rbm.lr, rbm.momentum, rbm.weight_decay
-        self.block = self._pack(rbm.weight, rbm.visible_bias, rbm.hidden_bias)
-        self.velocity = (self._pack(rbm.weight_velocity, rbm.visible_bias_velocity,
-                                    rbm.hidden_bias_velocity) if self.momentum else None)
         self.decay = None
         if self.weight_decay:   # lr·decay on the W part only (no decay on biases)
             d = np.zeros((nv + 1, nh + 1), dtype=self.np_dt)
             d[:nv, :nh] = self.lr * self.weight_decay
             self.decay = ops.from_numpy(d)
-        self.chain = (ops.concatenate([rbm.chain, ops.ones((rbm.batch_size, 1), dtype=dt)], axis=1)
-                      if self.persistent else None)
         self.ones_col = {}
         self._scales = {}
         self._u = {}
+        self._written = None      # the RBM's arrays as finish() left them (see refresh)
+        self.refresh()
+
+    @staticmethod
+    def settings(rbm) -> tuple:
+        return (ops.backend_name, rbm.n_visible, rbm.n_hidden, rbm.visible, rbm.k, rbm.persistent,
+                rbm.lr, rbm.momentum, rbm.weight_decay, rbm.batch_size, rbm.dtype)
+
+    @classmethod
+    def of(cls, rbm) -> "BlockCD":
+        """The RBM's trainer: kept between calls (``partial_fit`` runs one batch per call, so
+        the constants, buffers and the packed block are reused while the settings are the
+        same and the RBM's arrays are still the ones the last ``finish`` wrote)."""
+        key = cls.settings(rbm)
+        found = rbm.__dict__.get("_block_cd")
+        if found is not None and found[0] == key:
+            found[1].refresh()
+            return found[1]
+        trainer = cls(rbm)
+        object.__setattr__(rbm, "_block_cd", (key, trainer))
+        return trainer
+
+    def _arrays(self) -> tuple:
+        rbm = self.rbm
+        return (rbm.weight, rbm.visible_bias, rbm.hidden_bias, rbm.weight_velocity,
+                rbm.visible_bias_velocity, rbm.hidden_bias_velocity, rbm.chain)
+
+    def refresh(self) -> None:
+        """Pack the RBM's parameters (and velocities, chain) unless the block still holds
+        them: the RBM's arrays are exactly those the last ``finish`` wrote (arrays are
+        replaced, never mutated, so identity says nothing changed them)."""
+        now = self._arrays()
+        if self._written is not None and all(a is b for a, b in zip(now, self._written)):
+            return
+        rbm = self.rbm
+        self.block = self._pack(rbm.weight, rbm.visible_bias, rbm.hidden_bias)
+        self.velocity = (self._pack(rbm.weight_velocity, rbm.visible_bias_velocity,
+                                    rbm.hidden_bias_velocity) if self.momentum else None)
+        self.chain = (ops.concatenate([rbm.chain, ops.ones((rbm.batch_size, 1), dtype=self.dt)],
+                                      axis=1) if self.persistent else None)
 
     # ---- packing ----------------------------------------------------------------------------
     def _pack(self, w, b, c):
@@ -91,14 +126,16 @@ class BlockCD:
         """Write the trained parameters, velocities and chain back to the RBM (as new arrays:
         the RBM's old ones are never mutated, so a saved state dict stays valid)."""
         rbm, assign = self.rbm, object.__setattr__
+        # block slices times 2 are new arrays already
         for name, value in zip(("weight", "visible_bias", "hidden_bias"), self._unpack(self.block)):
-            assign(rbm, name, ops.copy(value))
+            assign(rbm, name, value)
         if self.velocity is not None:
             for name, value in zip(("weight_velocity", "visible_bias_velocity",
                                     "hidden_bias_velocity"), self._unpack(self.velocity)):
-                assign(rbm, name, ops.copy(value))
+                assign(rbm, name, value)
         if self.persistent:
             assign(rbm, "chain", ops.copy(self.chain[:, :self.nh]))
+        self._written = self._arrays()
 
     # ---- per-shape constants ----------------------------------------------------------------
     def augmented(self, v):
@@ -191,6 +228,7 @@ class BlockCD:
         ``nb·n0 × (n_visible + 1)``). With ``monitor``, returns the summed mean-field
         reconstruction error per unit of the batches, each under the weights it was trained
         from (else 0)."""
+        self._written = None     # the block runs ahead of the RBM's arrays until finish()
         dot, tanh, less, astype = ops.dot, ops.tanh, ops.less, ops.astype
         transpose, concat = ops.transpose, ops.concatenate
         dt, k, persistent, gaussian = self.dt, self.k, self.persistent, self.gaussian
