@@ -366,3 +366,32 @@ def test_float32_free_energy_matches_float64_formula_and_follows_training(visibl
         np.testing.assert_allclose(_np(rbm.free_energy(rows)), reference(rows), rtol=2e-5, atol=2e-4)
     rbm.partial_fit(x[:64])
     np.testing.assert_allclose(_np(rbm.free_energy(x[:700])), reference(x[:700]), rtol=2e-5, atol=2e-4)
+
+
+def test_kept_trainer_repacks_after_replaced_weights_and_failed_epochs():
+    # the block-CD trainer is kept between calls; it must notice weights set from outside and
+    # must not keep a block that a failed (NaN) epoch left half-trained
+    data = _structured_data(96)
+    bad = data.copy()
+    bad[40, 2] = np.nan
+    rng = np.random.default_rng(1)
+    new_w, new_b, new_c = rng.normal(size=(6, 4)), rng.normal(size=6), rng.normal(size=4)
+
+    def run(fresh_trainer: bool):
+        rbm = RBM(6, 4, batch_size=32, seed=0)
+        rbm.partial_fit(data[:32])
+        _set(rbm, new_w, new_b, new_c)
+        if fresh_trainer:
+            rbm.__dict__.pop("_block_cd")
+        rbm.partial_fit(data[32:64])
+        with pytest.raises(ValueError, match="non-finite"):
+            rbm.fit(bad, epochs=1)
+        if fresh_trainer:
+            rbm.__dict__.pop("_block_cd")
+        rbm.partial_fit(data[64:])
+        return {k: _np(v) for k, v in rbm.state_dict().items() if v is not None}
+
+    kept, fresh = run(False), run(True)
+    assert np.isfinite(kept["weight"]).all()
+    for name, value in fresh.items():
+        np.testing.assert_array_equal(kept[name], value, err_msg=name)
