@@ -67,6 +67,7 @@ class BlockCD:
         self.ones_col = {}
         self._scales = {}
         self._u = {}
+        self._gain_row = self._recon_rows = None
         self._written = None      # the RBM's arrays as finish() left them (see refresh)
         self.refresh()
 
@@ -235,7 +236,9 @@ class BlockCD:
         a, b = self._scale(n0)
         n = self.rbm.batch_size if persistent else n0
         if gaussian:
-            gain = self._gain()
+            if self._gain_row is None:
+                self._gain_row = self._gain()
+            gain = self._gain_row
         else:
             uv_all, uh_all = self._uniforms(nb, n)
         block, velocity, decay, momentum = self.block, self.velocity, self.decay, self.momentum
@@ -298,11 +301,14 @@ class BlockCD:
     def _recon_error(self, v0, t0, block_t) -> float:
         """Σ (v0 - E[v | p(h | v0)])² / n_visible, t0 = tanh of v0's hidden product."""
         nh, nv = self.nh, self.nv
-        half = np.full(nh + 1, 0.5, dtype=self.np_dt)
-        half[-1] = 0.0
-        one = np.full(nh + 1, 0.5, dtype=self.np_dt)
-        one[-1] = 1.0
-        p0 = t0 * ops.from_numpy(half) + ops.from_numpy(one)   # [p(h | v0), 1]
+        if self._recon_rows is None:
+            half = np.full(nh + 1, 0.5, dtype=self.np_dt)
+            half[-1] = 0.0
+            one = np.full(nh + 1, 0.5, dtype=self.np_dt)
+            one[-1] = 1.0
+            self._recon_rows = (ops.from_numpy(half), ops.from_numpy(one))
+        half, one = self._recon_rows
+        p0 = t0 * half + one                                # [p(h | v0), 1]
         pre = ops.dot(p0, block_t)
         recon = pre * 2.0 if self.gaussian else 0.5 * ops.tanh(pre) + 0.5
         diff = v0[:, :nv] - recon[:, :nv]
