@@ -8,30 +8,43 @@ free energy, the label head) and its strength in decades of improbability (-log1
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
-def alert_record(pipe, key: str, time: float, score: float, values: np.ndarray,
-                 deviations: np.ndarray, evidence: np.ndarray, features: np.ndarray) -> dict:
+def alert_records(pipe, keys: list[str], times: np.ndarray, scores: np.ndarray,
+                  values: np.ndarray, deviations: np.ndarray, evidence: np.ndarray,
+                  features: np.ndarray) -> list[dict]:
+    """One record per alerting event (row i of each array: its key, time, score, values [V],
+    deviations [d], evidence [S], features [d]). The rankings run once over all rows (a
+    stable sort per row, as for one record) and the numbers leave NumPy as one list each:
+    per record the NumPy calls cost ~30 µs, which at 1 % alerts was ~4 % of a micro-batch."""
     core, s = pipe.core, pipe.settings
-    names = core.feature_names
-    top = np.argsort(-np.abs(deviations), kind="stable")[:s.reasons]
-    strongest = np.argsort(-evidence, kind="stable")[:2]
-    return {
-        "key": key,
-        "time": time,
-        "score": score,
-        "threshold": s.alert_threshold,
-        "model_version": pipe.model_version,
-        "values": {f: _num(values[j]) for j, f in enumerate(core.value_fields)},
-        "top_features": [{"name": names[j], "deviation": round(float(deviations[j]), 4),
-                          "value": _num(features[j])}
-                         for j in top if np.isfinite(deviations[j]) and deviations[j] != 0.0],
-        "evidence": [{"source": core.stream_names[j], "log10_odds": round(float(evidence[j]), 3)}
-                     for j in strongest if evidence[j] > 0],
-    }
+    if not len(keys):
+        return []
+    names, streams, fields = core.feature_names, core.stream_names, core.value_fields
+    top = np.argsort(-np.abs(deviations), axis=1, kind="stable")[:, :s.reasons].tolist()
+    strongest = np.argsort(-evidence, axis=1, kind="stable")[:, :2].tolist()
+    dev, evid, feat = deviations.tolist(), evidence.tolist(), features.tolist()
+    vals = values.tolist()
+    out = []
+    for i, key in enumerate(keys):
+        d, e, f = dev[i], evid[i], feat[i]
+        out.append({
+            "key": key,
+            "time": float(times[i]),
+            "score": float(scores[i]),
+            "threshold": s.alert_threshold,
+            "model_version": pipe.model_version,
+            "values": {name: _num(v) for name, v in zip(fields, vals[i])},
+            "top_features": [{"name": names[j], "deviation": round(d[j], 4), "value": _num(f[j])}
+                             for j in top[i] if math.isfinite(d[j]) and d[j] != 0.0],
+            "evidence": [{"source": streams[j], "log10_odds": round(e[j], 3)}
+                         for j in strongest[i] if e[j] > 0],
+        })
+    return out
 
 
-def _num(x) -> float | None:
-    x = float(x)
-    return x if np.isfinite(x) else None
+def _num(x: float) -> float | None:
+    return x if math.isfinite(x) else None

@@ -266,13 +266,15 @@ class Pipeline:
         })
 
     def _alerts(self, run: _Run) -> list[dict]:
-        from .alerts import alert_record
+        from .alerts import alert_records
         if not run.details:
             return []
-        return [alert_record(self, run.grid.keys[run.code[row]], float(run.times[row]),
-                             float(run.score[row]),
-                             run.values[row], *run.details[row])
-                for row in sorted(run.details)]
+        rows = sorted(run.details)
+        dev, evid, feats = (np.stack([run.details[r][j] for r in rows]) for j in range(3))
+        idx = np.asarray(rows, np.int64)
+        return alert_records(self, [run.grid.keys[c] for c in np.take(run.code, idx).tolist()],
+                             np.take(run.times, idx), np.take(run.score, idx),
+                             np.take(run.values, idx, axis=0), dev, evid, feats)
 
     # ---- files ------------------------------------------------------------------------------
     def save(self, directory, states: Mapping[str, bytes] | None = None) -> Path:
