@@ -97,7 +97,8 @@ class DetectorCore:
         # a stream is under way): the selects for new keys below would pick one side everywhere
         n_min = ops.item(ops.min(n_seen)) if ops.shape(n_seen)[0] else float("inf")
         settled = n_min > 1.5
-        seen_any = n_seen > 0.5
+        # keys past their first event: every key once settled (needed then for learn rows only)
+        seen_any = n_seen > 0.5 if (learn or not settled) else None
         # 1. per-key standardisation (plain averages while young, then exponential forgetting),
         # in float32 like the features: every op here is over all keys x all features
         f = ops.astype(f, ops.float32)
@@ -123,7 +124,12 @@ class DetectorCore:
         # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
         dt = ops.maximum(t - st["last_t"], 0.0)
         dt_mean = st["dt_mean"]
-        a_dt = ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01)
+        if n_min >= 100.0:          # 1 / n_seen <= 0.01 for every key: the floor everywhere
+            a_dt = 0.01
+        elif settled:               # n_seen >= 2 everywhere
+            a_dt = ops.maximum(1.0 / n_seen, 0.01)
+        else:
+            a_dt = ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01)
         if settled:
             dt_mean = dt_mean + a_dt * (dt - dt_mean)
         else:
@@ -157,24 +163,24 @@ class DetectorCore:
         if not settled:     # a key's first event has no prediction: no model scores
             raw[ops.to_numpy(n_seen) < 1.5, 2 * v:] = np.nan
         # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
-        evidence = self.tail.step(st, raw)
-        if self._weighted:
-            evidence *= self.weights
-        best = ops.from_numpy(row_max(evidence))
+        evidence, best = self.tail.step(st, raw, self.weights if self._weighted else None)
+        best = ops.from_numpy(best)
         score = best / (best + s.half_evidence)
         if n_min < s.warmup_events:
             score = ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score))
         if s.refractory_events:
             alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
-            st["quiet"] = ops.where(alert, ops.full(ops.shape(score), float(s.refractory_events),
-                                                    ops.float64),
-                                    ops.maximum(st["quiet"] - 1.0, 0.0))
         else:                                     # no refractory period: quiet stays 0
             alert = score >= s.alert_threshold
+        any_alert = bool(ops.item(ops.max(ops.astype(alert, ops.int32))))
+        if s.refractory_events:
+            quiet = ops.maximum(st["quiet"] - 1.0, 0.0)
+            st["quiet"] = (ops.where(alert, ops.full(ops.shape(score),
+                                                     float(s.refractory_events), ops.float64),
+                                     quiet) if any_alert else quiet)
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
-        dev = (dlt / ops.maximum(sd, 0.1 * ops.abs(mean))
-               if reasons and ops.item(ops.max(ops.astype(alert, ops.int32))) else None)
+        dev = dlt / ops.maximum(sd, 0.1 * ops.abs(mean)) if reasons and any_alert else None
         st["liquid"] = h_new
         st["n_seen"] = n_seen + 1.0
         rows = (outs, u, seen_any, outs_after) if learn else None
@@ -183,15 +189,6 @@ class DetectorCore:
     def get_config(self) -> dict:
         return {"features": self.engine.names, "streams": self.stream_names,
                 "liquid": self.liquid.get_config(), "rbm": self.rbm.get_config()}
-
-
-def row_max(a: np.ndarray) -> np.ndarray:
-    """a.max(axis=1) of a NumPy [n, S] array with few columns, a column at a time: NumPy
-    reduces short rows one row at a time (~8x slower for S = 7)."""
-    best = a[:, 0].copy()
-    for j in range(1, a.shape[1]):
-        np.maximum(best, a[:, j], out=best)
-    return best
 
 
 def build_reservoir(d: int, s: PipelineSettings) -> MultiStrideLiquid:
