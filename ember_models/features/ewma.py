@@ -45,11 +45,15 @@ class Ewma(Feature):
         w, mean, var, t_last = state["w"], state["mean"], state["var"], state["t_last"]
         w *= np.exp2(elapsed(inp.times, t_last) * self._neg_inv_h)       # (H, n), shared by V
         np.fmax(t_last, inp.times, out=t_last)
-        obs3 = obsf[:, None, :]
-        w += obs3
-        # 1/W where observed (W >= 1 there), 0 where missing (where W may still be 0).
-        alpha = (w + (1.0 - obsf)[:, None, :])
-        np.divide(obs3, alpha, out=alpha)
+        if self.complete(inp):               # every field observed: alpha = 1/W
+            w += 1.0
+            alpha = 1.0 / w
+        else:
+            obs3 = obsf[:, None, :]
+            w += obs3
+            # 1/W where observed (W >= 1 there), 0 where missing (where W may still be 0).
+            alpha = (w + (1.0 - obsf)[:, None, :])
+            np.divide(obs3, alpha, out=alpha)
         d = x0[:, None, :] - mean
         ad = alpha * d
         mean += ad

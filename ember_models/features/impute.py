@@ -36,5 +36,5 @@ class Impute(Feature):
         if self.strategy == "last":
             np.copyto(fill, x0, where=obs)
         else:
-            welford_update(state["n"], fill, state["m2"], x0, obsf)
+            welford_update(state["n"], fill, state["m2"], x0, obsf, self.complete(inp))
         return np.stack([value, 1.0 - obsf], axis=1).reshape(-1, len(inp))

@@ -24,7 +24,9 @@ class RollingCountWindow(Feature):
             raise ValueError(f"rolling_count sizes must be >= 2, got {list(sizes)}")
         self._sizes = np.asarray(self.sizes, dtype=np.int64)[None, :, None]      # (1, S, 1)
         self._sizes_f = self._sizes.astype(np.float64)
+        self._inv_sizes = 1.0 / self._sizes_f
         self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
+        self._cell_cache: dict = {}
 
     def names(self) -> list[str]:
         return self._field_names(*[f"{stat}_n{s}" for s in self.sizes for stat in ("mean", "std")])
@@ -41,25 +43,40 @@ class RollingCountWindow(Feature):
         s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
         mask = self.capacity - 1
         v, n = obs.shape
-        np.copyto(ref, x0, where=obs & (count == 0))
-        y = (x0 - ref) * obsf                                            # 0 where missing
+        full = self.complete(inp)            # every value observed: no masking needed
+        if full:
+            np.copyto(ref, x0, where=count == 0)
+            y = x0 - ref
+        else:
+            np.copyto(ref, x0, where=obs & (count == 0))
+            y = (x0 - ref) * obsf                                        # 0 where missing
         flat, (sv, sp, sk) = flat_view(buf)
-        cell = np.arange(v)[:, None] * sv + np.arange(n) * sk            # (V, n) slot 0
+        cell, slots = self._cells(v, n, sv, sp, sk)                      # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
         # The value leaving each window. Slots are 0 until written and a window of n can only
         # reach back past the first value while fewer than n values were seen, so no mask.
         leaving = np.take(flat, ((pos[:, None, :] - self._sizes) & mask) * sp + cell[:, None, :])
-        obs3 = obsf[:, None, :]
         y3 = y[:, None, :]
-        s += (y3 - leaving) * obs3
-        ss += (y3 * y3 - leaving * leaving) * obs3
         at = pos * sp + cell
-        np.put(flat, at[obs], y[obs])
-        count += obs            # int += bool: exact
-        wrapped = obs & ((count & mask) == 0)
+        if full:
+            s += y3 - leaving
+            ss += y3 * y3 - leaving * leaving
+            np.put(flat, at, y)
+            count += 1
+            wrapped = (count & mask) == 0
+        else:
+            obs3 = obsf[:, None, :]
+            s += (y3 - leaving) * obs3
+            ss += (y3 * y3 - leaving * leaving) * obs3
+            np.put(flat, at[obs], y[obs])
+            count += obs            # int += bool: exact
+            wrapped = obs & ((count & mask) == 0)
         if wrapped.any():
-            self._recompute(buf, ref, s, ss, *np.nonzero(wrapped))
-        inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
+            self._recompute(flat, slots, cell[wrapped], ref, s, ss, *np.nonzero(wrapped))
+        if count.min() >= self.sizes[-1]:    # every window full: 1/size
+            inv = self._inv_sizes
+        else:
+            inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
         out = np.empty((v, len(self.sizes), 2, n))
         mean = np.multiply(s, inv, out=out[:, :, 0])
         var = ss * inv
@@ -68,13 +85,26 @@ class RollingCountWindow(Feature):
         mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
         return out.reshape(-1, n)
 
-    def _recompute(self, buf, ref, s, ss, fields, keys) -> None:
+    def _cells(self, v, n, sv, sp, sk):
+        """Flat offsets of slot 0 of each (field, key) of the buffer, and of each slot
+        relative to it (cached: they depend on the shape and strides of the round's view)."""
+        key = (v, n, sv, sp, sk)
+        hit = self._cell_cache.get(key)
+        if hit is None:
+            if len(self._cell_cache) > 4096:
+                self._cell_cache.clear()
+            hit = self._cell_cache[key] = (np.arange(v)[:, None] * sv + np.arange(n) * sk,
+                                           np.arange(self.capacity) * sp)
+        return hit
+
+    def _recompute(self, flat, slots, cell, ref, s, ss, fields, keys) -> None:
         # The buffer just wrapped: slots 0..cap-1 hold the last `cap` values, oldest first.
-        b = buf[fields, :, keys]                                         # (m, cap) copy
+        at = cell[:, None] + slots                                       # (m, cap)
+        b = np.take(flat, at)                                            # (m, cap) copy
         shift = b.mean(axis=1)
         b -= shift[:, None]
         ref[fields, keys] += shift
-        buf[fields, :, keys] = b
+        np.put(flat, at, b)
         for j, size in enumerate(self.sizes):
             tail = b[:, self.capacity - size:]
             s[fields, j, keys] = tail.sum(axis=1)

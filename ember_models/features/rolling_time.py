@@ -50,10 +50,11 @@ class RollingTimeWindow(Feature):
         closed, open_, open_id, ref, seen, t_last = (
             state[k] for k in ("closed_total", "open", "open_id", "ref", "seen", "t_last"))
         n = len(inp)
-        np.copyto(ref, x0, where=obs & (seen == 0))
+        full = self.complete(inp)            # every value observed: no masking needed
+        np.copyto(ref, x0, where=(seen == 0) if full else obs & (seen == 0))
         seen += obsf
         np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
-        y = (x0 - ref) * obsf
+        y = x0 - ref if full else (x0 - ref) * obsf
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
         moved = bid != open_id
         if moved.any():
@@ -65,12 +66,13 @@ class RollingTimeWindow(Feature):
         out = np.empty_like(tot)
         cnt = tot[:, 0]
         np.log1p(cnt, out=out[:, 0])
-        inv = 1.0 / np.maximum(cnt, 1.0)
+        # every key was just observed in every field: no window is empty (count >= 1)
+        inv = 1.0 / cnt if full else 1.0 / np.maximum(cnt, 1.0)
         mean = np.multiply(tot[:, 1], inv, out=out[:, 1])
         var = tot[:, 2] * inv
         var -= mean * mean
         np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])
-        mean += ref * (cnt > 0)                         # an empty window's mean is 0
+        mean += ref if full else ref * (cnt > 0)        # an empty window's mean is 0
         return out.reshape(-1, n)
 
     def _close(self, state: State, bid, w, k) -> None:
@@ -83,23 +85,36 @@ class RollingTimeWindow(Feature):
         tot_flat, _ = flat_view(state["closed_total"])                    # same layout as open
         open_id = state["open_id"]
         open_cells, cells3 = self._cells(oc, ov, rc, rv)
-        was = open_id[w, k]
-        new = bid[w, k]
-        open_id[w, k] = new
-        at_open = (w * ow + k * ok)[:, None] + open_cells                 # (m, 3V)
-        ring_key = w * rw + k * rk                                        # (m,)
-        id_key = w * iw + k * ik
+        if len(self.windows_s) == 1:         # w is all 0: skip its index arithmetic
+            was = np.take(open_id[0], k)
+            new = np.take(bid[0], k)
+            np.put(open_id[0], k, new)
+            at_open = (k * ok)[:, None] + open_cells                      # (m, 3V)
+            ring_key = k * rk
+            id_key = k * ik
+            rows = k
+        else:
+            was = open_id[w, k]
+            new = bid[w, k]
+            open_id[w, k] = new
+            at_open = (w * ow + k * ok)[:, None] + open_cells             # (m, 3V)
+            ring_key = w * rw + k * rk                                    # (m,)
+            id_key = w * iw + k * ik
+            rows = k * len(self.windows_s) + w
         bucket = np.take(open_flat, at_open)
         had = was != _NEVER
         slot = was % nb
         # File the open bucket (keys that had one) into its ring slot.
-        np.put(ring_flat, (ring_key + slot * rb)[had, None] + cells3, bucket[had])
-        np.put(id_flat, (id_key + slot * ib)[had], was[had])
+        if had.all():                        # the usual case: skip the selections
+            np.put(ring_flat, (ring_key + slot * rb)[:, None] + cells3, bucket)
+            np.put(id_flat, id_key + slot * ib, was)
+        else:
+            np.put(ring_flat, (ring_key + slot * rb)[had, None] + cells3, bucket[had])
+            np.put(id_flat, (id_key + slot * ib)[had], was[had])
         np.put(open_flat, at_open, 0.0)
         # One (key, window)'s buckets are one block of the key-first arrays: gather whole
         # blocks by row (a contiguous copy of a strided view first, which only a caller
         # passing such a view pays for; these are reads)
-        rows = k * len(self.windows_s) + w
         ids = np.ascontiguousarray(state["ring_id"]).reshape(-1, nb)
         live = np.take(ids, rows, axis=0) > (new - nb)[:, None]
         ring = np.take(np.ascontiguousarray(state["ring"]).reshape(-1, nb, 3 * v), rows,

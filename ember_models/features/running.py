@@ -5,17 +5,22 @@ import numpy as np
 
 
 def welford_update(n: np.ndarray, mean: np.ndarray, m2: np.ndarray, x0: np.ndarray,
-                   obsf: np.ndarray) -> None:
+                   obsf: np.ndarray, complete: bool = False) -> None:
     """Welford's update, in place, of count `n`, `mean` and sum of squared deviations `m2` with
-    the values `x0` where the float mask `obsf` is 1 (entries where it is 0 are unchanged)."""
+    the values `x0` where the float mask `obsf` is 1 (entries where it is 0 are unchanged).
+    `complete`: obsf is all 1 (then the masking is skipped; same results)."""
     n += obsf
     delta = x0 - mean
-    # obsf / max(n, 1) is 0 where nothing was observed, 1/n where something was.
-    step = obsf / np.maximum(n, 1.0)
+    if complete:
+        step = 1.0 / n                   # n >= 1
+    else:
+        # obsf / max(n, 1) is 0 where nothing was observed, 1/n where something was.
+        step = obsf / np.maximum(n, 1.0)
     step *= delta
     mean += step
     delta *= x0 - mean
-    delta *= obsf
+    if not complete:
+        delta *= obsf
     m2 += delta
 
 

@@ -20,5 +20,5 @@ class WelfordStats(Feature):
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
         _, _, x0, obsf = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
-        welford_update(n, mean, m2, x0, obsf)
+        welford_update(n, mean, m2, x0, obsf, self.complete(inp))
         return np.stack([mean, welford_std(n, m2)], axis=1).reshape(-1, len(inp))

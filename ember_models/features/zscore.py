@@ -34,6 +34,7 @@ class ZScore(Feature):
         z = x0 - mean
         z /= scale
         np.clip(z, -self.clip, self.clip, out=z)
-        z *= obsf * (n >= 2.0)
-        welford_update(n, mean, m2, x0, obsf)
+        full = self.complete(inp)
+        z *= (n >= 2.0) if full else obsf * (n >= 2.0)
+        welford_update(n, mean, m2, x0, obsf, full)
         return z
