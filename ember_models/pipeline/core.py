@@ -111,7 +111,8 @@ class DetectorCore:
         if 1.0 / (n_min + 1.0) <= self._a_std:    # every key past the plain-average phase
             a = self._a_std
         else:
-            a = ops.astype(ops.expand_dims(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), 1),
+            # (a column by reshape: expand_dims costs ~15x more in NumPy)
+            a = ops.astype(ops.reshape(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), (-1, 1)),
                            ops.float32)
         adlt = a * dlt
         st["std_mean"] = mean + adlt
@@ -137,7 +138,7 @@ class DetectorCore:
             dt_mean = ops.where(n_seen > 1.5, dt_mean + a_dt * (dt - dt_mean),
                                 ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
-        ts = ops.clip(ts, 0.0, 100.0)
+        ts = ops.minimum(ts, 100.0)     # >= 0 already (dt >= 0, dt_mean >= 0); clip costs 3x
         # in place: the batch loop owns h (a float32 copy made per batch, see Pipeline._run),
         # and the old state is not read after this (outs above is its own array)
         h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32),
