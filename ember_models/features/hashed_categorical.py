@@ -19,6 +19,7 @@ class HashedCategorical(Feature):
         super().__init__(fields, columns, prefix)
         self.buckets = int(buckets)
         self.novelty = bool(novelty)
+        self._index_cache: dict = {}
 
     def names(self) -> list[str]:
         parts = [f"b{j}" for j in range(self.buckets)] + (["novelty"] if self.novelty else [])
@@ -31,22 +32,42 @@ class HashedCategorical(Feature):
         return {"counts": ((c, self.buckets), "<f8", 0.0), "total": ((c,), "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        h = inp.categories[list(self.columns)]                          # (C, n)
+        cols = self.columns
+        h = inp.categories[cols[0]:cols[0] + 1] if len(cols) == 1 else inp.categories[list(cols)]
         c, n, b = h.shape[0], len(inp), self.buckets
         present = h >= 0
-        presentf = present.astype(np.float64)
-        bucket = np.where(present, h % b, 0)
+        full = bool(present.all())           # the usual case: no masking needed
+        bucket = h % b if full else np.where(present, h % b, 0)
         out = np.zeros((c, b + self.novelty, n), dtype=np.float32)
-        fi = np.arange(c)[:, None]
-        ki = np.arange(n)
-        np.put(out, (fi * (b + self.novelty) + bucket) * n + ki, present)
+        out_cell = self._index(("out", c, n), lambda: (
+            np.arange(c)[:, None] * (b + self.novelty) * n + np.arange(n)))
+        np.put(out, bucket * n + out_cell, 1.0 if full else present)
         if self.novelty:
             counts, total = state["counts"], state["total"]                 # (C, B, n), (C, n)
             flat, (sc, sb, sk) = flat_view(counts)
-            at = fi * sc + bucket * sb + ki * sk
+            at = self._index(("state", c, n, sc, sk), lambda: (
+                np.arange(c)[:, None] * sc + np.arange(n) * sk))
+            at = at + bucket * sb
             seen = np.take(flat, at)
             share = seen / np.maximum(total, 1.0)                          # 0 while total is 0
-            out[:, b] = (1.0 - share) * presentf
-            np.put(flat, at, seen + presentf)
-            total += presentf
+            if full:
+                np.subtract(1.0, share, out=out[:, b])
+                seen += 1.0
+                np.put(flat, at, seen)
+                total += 1.0
+            else:
+                presentf = present.astype(np.float64)
+                out[:, b] = (1.0 - share) * presentf
+                np.put(flat, at, seen + presentf)
+                total += presentf
         return out.reshape(-1, n)
+
+    def _index(self, key, make):
+        """Index arrays that depend only on the round's shape and strides (cached)."""
+        cache = self._index_cache
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) > 4096:
+                cache.clear()
+            hit = cache[key] = make()
+        return hit
