@@ -66,7 +66,8 @@ class TailEvidence:
         r, old = np.take(raw.reshape(-1), flat), np.take(u1, flat)
         total_before = np.take(total1, flat)
         full = n_before >= k
-        if full.any():
+        n_full = np.count_nonzero(full)     # all of them once keys are warm: no selects then
+        if n_full:
             # every pair above its tail, then the not-yet-full ones zeroed: fewer calls than
             # selecting the full ones first (elementwise the same formulas)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -74,7 +75,8 @@ class TailEvidence:
                 # (n capped at memory; the floor at k only matters for pairs zeroed below)
                 ev = (np.log10(np.minimum(n_before, self.memory)) - self._log_k
                       + (r - old) / (beta * _LN10))
-            ev = np.where(full, ev, 0.0)
+            if n_full < len(flat):
+                ev = np.where(full, ev, 0.0)
             if weights is not None:
                 ev *= np.take(weights, flat % s)
             np.put(evidence, flat, ev)
@@ -83,7 +85,10 @@ class TailEvidence:
         # the kept values of the (key, score) rows: the new value evicts the min
         top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
         np.put(top1, flat * k + np.take(slot1, flat).astype(np.int64), r)
-        np.put(total1, flat, total_before + np.where(old > EMPTY, r - old, r))
+        # (a tail that has counted k values holds k real ones: while it had an empty slot every
+        # finite value entered it; so its min is real and the select is needed only before)
+        np.put(total1, flat, total_before + (r - old if n_full == len(flat)
+                                             else np.where(old > EMPTY, r - old, r)))
         rows = np.take(top.reshape(-1, k), flat, axis=0)
         new_slot = np.argmin(rows, axis=1)
         # the value at the argmin (a flat take: rows.min(axis=1) reduces row by row, 3x slower)
