@@ -154,6 +154,21 @@ def flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
 _FLAT_MEMO: dict[int, tuple] = {}
 
 
+def _data_address(base: np.ndarray) -> int:
+    """base's data pointer, remembered while base lives with the same shape (the engine's
+    state arrays outlive many views of them; an in-place resize would change the shape)."""
+    hit = _ADDRESS_MEMO.get(id(base))
+    if hit is not None and hit[0]() is base and hit[2] == base.shape:
+        return hit[1]
+    key, address = id(base), base.__array_interface__["data"][0]
+    _ADDRESS_MEMO[key] = (weakref.ref(base, lambda _, key=key: _ADDRESS_MEMO.pop(key, None)),
+                          address, base.shape)
+    return address
+
+
+_ADDRESS_MEMO: dict[int, tuple] = {}
+
+
 def _flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     item = a.itemsize
     strides = tuple(st // item for st in a.strides)
@@ -163,7 +178,7 @@ def _flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     if base is not None and base.flags.c_contiguous and base.dtype == a.dtype:
         # The usual case: a key slice of an engine array. A flat view of the base from a's
         # first element is cheaper than as_strided.
-        offset = a.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        offset = a.__array_interface__["data"][0] - _data_address(base)
         return base.reshape(-1)[offset // item:], strides
     if any(st < 0 or st * item != bs for st, bs in zip(strides, a.strides)):
         raise ValueError("flat_view needs non-negative, element-aligned strides")

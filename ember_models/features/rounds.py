@@ -46,7 +46,9 @@ class FeatureRounds:
     def __iter__(self):
         engine, codec = self.engine, self.engine.codec
         features = list(zip(engine.features, engine._slices))
-        state_keys = engine._state_keys
+        # per feature: (state name, ranked array, whether the key is its first axis)
+        sources = [[(local, self.ranked[flat], codec.key_axis[flat] == 0) for flat, local in keys]
+                   for keys in engine._state_keys]
         t_r, x_r, c_r = self.t_r, self.x_r, self.c_r
         d, block = engine.n_features, self.block
         # features x keys as steps return them; one transposition per round to events x features
@@ -66,9 +68,10 @@ class FeatureRounds:
                 n = min(n_active, k1) - k0
                 if n <= 0:
                     break      # rounds only lose keys: none of this block is left
-                if n != n_prev:
-                    part = codec.slice(self.ranked, k0, k0 + n)
-                    views = [{local: part[flat] for flat, local in keys} for keys in state_keys]
+                if n != n_prev:          # the keys' state views (codec.slice, per feature)
+                    k = k0 + n
+                    views = [{local: (arr[k0:k] if first else arr[..., k0:k])
+                              for local, arr, first in src} for src in sources]
                     n_prev = n
                 b = a + n
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
