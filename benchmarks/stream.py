@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from stream_app import broker  # noqa: E402
-from stream_app.produce import encode_messages  # noqa: E402
+from stream_app.produce import encode_messages, produce  # noqa: E402
 from stream_app.topics import ensure_topics, wait_for_coordinators  # noqa: E402
 
 CONFIG = {"data": {"key_field": "service", "time_field": "time",
@@ -105,28 +105,10 @@ def fit_model(history, model_dir: Path) -> str:
 
 async def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None,
                       sent_at: dict | None = None, linger_ms: int = 5) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all",
-                                max_request_size=16 * 1024 * 1024)
-    await producer.start()
-    try:
-        t0 = time.perf_counter()
-        pending = []
-        for n, (partition, key, value) in enumerate(messages):
-            if rate:
-                ahead = t0 + n / rate - time.perf_counter()
-                if ahead > 0.001:
-                    await asyncio.sleep(ahead)
-            fut = await producer.send(topic, value, key=key, partition=partition)
-            if sent_at is not None:
-                fut.add_done_callback(lambda f, t=time.time(): sent_at.__setitem__(
-                    (f.result().partition, f.result().offset), t))
-            pending.append(fut)
-            if len(pending) >= 5000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    """``stream_app.produce.produce``, recording each message's send time by (partition, offset)."""
+    on_sent = None if sent_at is None else \
+        (lambda md, t: sent_at.__setitem__((md.partition, md.offset), t))
+    await produce(bootstrap, topic, messages, rate=rate, linger_ms=linger_ms, on_sent=on_sent)
 
 
 async def raw_passthrough(bootstrap: str, src: str, dst: str, n_messages: int, per_message: float) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -66,9 +66,12 @@ async def produce(
     messages: Iterable[tuple[int, bytes | None, bytes]],
     rate: float | None = None,
     linger_ms: int = 5,
+    on_sent: Callable[[Any, float], None] | None = None,
     **client_kwargs: Any,
 ) -> int:
-    """Send (partition, key, value) messages; ``rate`` = messages/s (None: as fast as possible)."""
+    """Send (partition, key, value) messages; ``rate`` = messages/s (None: as fast as possible).
+    ``on_sent(metadata, t)``, once the broker has a message: its ``RecordMetadata`` (partition,
+    offset) and the wall-clock time ``send`` was called (for end-to-end latency)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=linger_ms, acks="all",
                                 max_request_size=8 * 1024 * 1024, **client_kwargs)
     await producer.start()
@@ -81,7 +84,11 @@ async def produce(
                 ahead = t0 + n / rate - time.perf_counter()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-            futures.append(await producer.send(topic, value, key=key, partition=partition))
+            fut = await producer.send(topic, value, key=key, partition=partition)
+            if on_sent is not None:   # a failed send raises from the gather below instead
+                fut.add_done_callback(lambda f, t=time.time(): f.cancelled() or f.exception()
+                                      or on_sent(f.result(), t))
+            futures.append(fut)
             n += 1
             if len(futures) >= 10_000:
                 await asyncio.gather(*futures)

@@ -15,7 +15,11 @@ pytestmark = pytest.mark.kafka
 def test_gap_filler_reads_exactly_the_missing_range_in_order(kafka_bootstrap, kafka_topics):
     (topic,) = kafka_topics("events", partitions=2)
     msgs = [(1, b"k", f"m{i}".encode()) for i in range(20)] + [(0, b"j", b"other")]
-    asyncio.run(produce(kafka_bootstrap, topic, msgs))
+    sent = {}
+    assert asyncio.run(produce(kafka_bootstrap, topic, msgs,
+                               on_sent=lambda md, t: sent.__setitem__((md.partition, md.offset), t))) == 21
+    # on_sent saw every message where the broker put it
+    assert sorted(sent) == [(0, 0)] + [(1, i) for i in range(20)]
 
     async def run():
         filler = GapFiller(kafka_bootstrap)
