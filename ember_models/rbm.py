@@ -244,10 +244,6 @@ class RBM(Module):
             return energy
         return (energy - mean) / math.sqrt(var + 1e-12)
 
-    def _stats(self) -> tuple[float, float, float]:
-        count, mean, var = (float(s) for s in ops.to_numpy(self.score_stats))
-        return count, mean, var
-
     # ---- training ---------------------------------------------------------------------------
     def partial_fit(self, batch) -> "RBM":
         """One CD-k (or persistent CD) update from one batch of rows: online training. The
