@@ -10,6 +10,10 @@ its own partition, each key's times in order up to ``max_out_of_order_s`` — an
 anything else, and the per-event path, which is the definition of every rule and writes the dead
 letters, handles that batch. So both give the same result (tests/kafka/test_batch_decode.py
 holds them to it).
+
+Arrow IPC messages (``stream_app.arrow_messages``) arrive typed: their columns are checked with
+a few vectorised calls each (no null key or time, no NaN/inf value) and used as they are; runs
+of JSON messages and Arrow messages in one micro-batch are concatenated in arrival order.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from . import arrow_messages
 from .schemas import _TIME_SCALE, EventSchema
 from .stored_state import StoredState, StoredStateError
 
@@ -36,10 +42,10 @@ class Accepted:
     """The events of a batch that go to the pipeline, as columns in arrival order, and what
     the driver keeps per key."""
 
-    keys: list[str]
+    keys: pa.Array             # string
     times: np.ndarray          # float64 epoch seconds, as scored (a late event at its key's latest)
     values: list[np.ndarray]   # per value field, float64, NaN = missing
-    categories: list[list]     # per categorical field, str or None
+    categories: list[pa.Array]  # per categorical field, string (null = missing)
     partitions: np.ndarray     # int64
     offsets: np.ndarray        # int64
     stored: dict[str, StoredState | None]
@@ -60,6 +66,19 @@ def load_stored(load_state: Callable[[str, int], bytes | None], key: str, partit
         return None  # unreadable: start the key fresh rather than stop the stream
 
 
+@dataclass
+class _Chunk:
+    """Columns of consecutive messages of one format, in arrival order, types checked."""
+
+    keys: pa.Array            # string, no nulls
+    times: np.ndarray         # float64 epoch seconds
+    values: list[np.ndarray]  # float64, NaN = missing
+    categories: list[pa.Array]
+    partitions: np.ndarray
+    offsets: np.ndarray
+    indices: np.ndarray       # position in a batch message, -1 for a one-event message
+
+
 def accept_columns(
     messages: Sequence[Any],
     schema: EventSchema,
@@ -71,17 +90,56 @@ def accept_columns(
 ) -> Accepted | None:
     """The batch's events as :class:`Accepted`, or None when any event needs the per-event
     path (a dead letter, a replay, a late event beyond the limit, ...)."""
-    objs: list = []
-    parts: list[int] = []
-    offs: list[int] = []
-    idxs: list[int] = []
+    chunks: list[_Chunk] = []
+    run: list[Any] = []  # consecutive JSON messages
     max_bytes = limits.max_payload_bytes
     for m in messages:
         raw = m.value
         if not raw or len(raw) > max_bytes:
             return None
+        if raw[:4] != arrow_messages.MAGIC:
+            run.append(m)
+            continue
+        if run:
+            chunks.append(_json_chunk(run, schema))  # type: ignore[arg-type]
+            run = []
+        chunks.append(_arrow_chunk(m, schema))  # type: ignore[arg-type]
+    if run:
+        chunks.append(_json_chunk(run, schema))  # type: ignore[arg-type]
+    if not chunks or any(c is None for c in chunks):
+        return None
+    if len(chunks) == 1:
+        c = chunks[0]
+        keys, times, values, categories = c.keys, c.times, c.values, c.categories
+        partitions, offsets, indices = c.partitions, c.offsets, c.indices
+    else:
+        keys = pa.concat_arrays([c.keys for c in chunks])
+        times = np.concatenate([c.times for c in chunks])
+        values = [np.concatenate([c.values[j] for c in chunks]) for j in range(len(schema.value_fields))]
+        categories = [pa.concat_arrays([c.categories[j] for c in chunks])
+                      for j in range(len(schema.categorical_fields))]
+        partitions = np.concatenate([c.partitions for c in chunks])
+        offsets = np.concatenate([c.offsets for c in chunks])
+        indices = np.concatenate([c.indices for c in chunks])
+    # keys: not empty, no NUL prefix (NUL-prefixed table keys are the driver's own)
+    if pc.any(pc.or_(pc.equal(pc.utf8_length(keys), 0), pc.starts_with(keys, "\x00"))).as_py():
+        return None
+    # times: finite, not in the future
+    if not np.isfinite(times).all() or (times > now + limits.max_future_s).any():
+        return None
+    return _accept(keys, times, values, categories, partitions, offsets, indices, limits,
+                   events_partitions, partition_for, load_state)
+
+
+def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
+    """One ``json.loads`` per message, then each column's types as one set."""
+    objs: list = []
+    parts: list[int] = []
+    offs: list[int] = []
+    idxs: list[int] = []
+    for m in messages:
         try:
-            decoded = json.loads(raw)
+            decoded = json.loads(m.value)
         except ValueError:  # UnicodeDecodeError too
             return None
         if type(decoded) is list:
@@ -96,31 +154,26 @@ def accept_columns(
             n = 1
         parts.extend(repeat(m.partition, n))
         offs.extend(repeat(m.offset, n))
-    if not objs or set(map(type, objs)) != {dict}:
+    if set(map(type, objs)) != {dict}:
         return None
 
     def column(name: str) -> list:
         return list(map(dict.get, objs, repeat(name)))
 
-    # keys: text (not empty, no NUL prefix) or integers
+    # keys: text or integers (as decimal text)
     keys = column(schema.key_field)
     kinds = set(map(type, keys))
     if kinds == {int} or kinds == {int, str}:
         keys = list(map(str, keys))
     elif kinds != {str}:
         return None
-    smallest = min(keys)
-    if not smallest or smallest[0] == "\x00":
-        return None
-    # times: numbers (ISO text goes the per-event way), finite, not in the future
+    # times: numbers (ISO text goes the per-event way)
     raw_times = column(schema.time_field)
     if not set(map(type, raw_times)) <= _NUMBER:
         return None
     try:
         times = np.array(raw_times, np.float64) * _TIME_SCALE[schema.time_unit]
     except OverflowError:
-        return None
-    if not np.isfinite(times).all() or (times > now + limits.max_future_s).any():
         return None
     values = []
     for name in schema.value_fields:
@@ -143,13 +196,35 @@ def accept_columns(
         col = column(name)
         if not set(map(type, col)) <= _TEXT_OR_NULL:
             return None
-        categories.append(col)
+        categories.append(pa.array(col, pa.string()))
+    return _Chunk(pa.array(keys, pa.string()), times, values, categories, np.array(parts, np.int64),
+                  np.array(offs, np.int64), np.array(idxs, np.int64))
 
-    partitions = np.array(parts, np.int64)
-    offsets = np.array(offs, np.int64)
-    indices = np.array(idxs, np.int64)
+
+def _arrow_chunk(m: Any, schema: EventSchema) -> _Chunk | None:
+    """An Arrow IPC message's columns, with no null key or time, no NaN/inf value."""
+    try:
+        cols = arrow_messages.columns(arrow_messages.read_message(m.value), schema, schema.missing_values)
+    except arrow_messages.ArrowMessageError:
+        return None
+    if cols.keys.null_count or not cols.times_valid.all():
+        return None
+    for arr, ok in zip(cols.values, cols.values_valid):
+        finite = np.isfinite(arr)
+        if not finite.all() and ((~finite & ok).any() or schema.missing_values != "impute"):
+            return None
+    n = len(cols)
+    return _Chunk(cols.keys, cols.times, cols.values, cols.categories, np.full(n, m.partition, np.int64),
+                  np.full(n, m.offset, np.int64), np.arange(n, dtype=np.int64))
+
+
+def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categories: list[pa.Array],
+            partitions: np.ndarray, offsets: np.ndarray, indices: np.ndarray, limits: Any,
+            events_partitions: int, partition_for: Callable[[str, int], int],
+            load_state: Callable[[str, int], bytes | None]) -> Accepted | None:
+    """Per key: one partition, no replayed event, times in order up to the limit."""
     # events grouped by key (each key's in arrival order)
-    dictionary = pa.array(keys, pa.string()).dictionary_encode()
+    dictionary = keys.dictionary_encode()
     codes = dictionary.indices.to_numpy().astype(np.int64)
     uniques = dictionary.dictionary.to_pylist()
     order = np.lexsort((np.arange(len(keys)), codes))

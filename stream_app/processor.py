@@ -2,7 +2,7 @@
 new per-key states. Pure CPU work with no Kafka or Faust in it (the agent in ``stream_app.app``
 does the I/O), so it is tested on its own and costs the same whatever transport feeds it.
 
-Per batch, whatever its size: one ``json.loads`` per message and checks by column
+Per batch, whatever its size: one ``json.loads`` (or Arrow IPC read) per message and checks by column
 (``stream_app.batch_decode``; a batch with any event that breaks a rule goes through the
 per-event path here instead, which writes the dead letters), one state read and one new state
 per key, one ``Pipeline.step`` over all keys (vectorised by the pipeline), one send per alert,
@@ -161,7 +161,8 @@ class BatchProcessor:
         if res.alerts:
             # the alerting rows (input order) name each alert's source event
             rows = np.flatnonzero(res.scores.column("alert").to_numpy()).tolist()
-            source = {(acc.keys[i], float(acc.times[i])): i for i in rows}
+            row_keys = acc.keys.take(pa.array(rows, pa.int64())).to_pylist()
+            source = {(k, float(acc.times[i])): i for k, i in zip(row_keys, rows)}
             detected_at = self.clock()
             for alert in res.alerts:
                 key = str(alert["key"])
@@ -244,9 +245,10 @@ class BatchProcessor:
             out.dead_letters.append(Outgoing(None, dl.to_bytes(), dl.partition))
             out.dead_letter_reasons.append(dl.reason)
         return Accepted(
-            keys=[e.key for e in rows], times=np.array(times, np.float64),
+            keys=pa.array([e.key for e in rows], pa.string()), times=np.array(times, np.float64),
             values=[np.array([e.values[j] for e in rows], np.float64) for j in range(len(schema.value_fields))],
-            categories=[[e.categories[j] for e in rows] for j in range(len(schema.categorical_fields))],
+            categories=[pa.array([e.categories[j] for e in rows], pa.string())
+                        for j in range(len(schema.categorical_fields))],
             partitions=np.array([e.partition for e in rows], np.int64),
             offsets=np.array([e.offset for e in rows], np.int64),
             stored=stored, latest=latest, cursor=cursor, partition_of=partition_of, late=late)
@@ -259,7 +261,7 @@ class BatchProcessor:
 
     @staticmethod
     def _table(schema: EventSchema, acc: Accepted) -> pa.Table:
-        cols: dict[str, pa.Array] = {schema.key_field: pa.array(acc.keys, pa.string())}
+        cols: dict[str, pa.Array] = {schema.key_field: acc.keys}
         if schema.time_unit == "s":
             cols[schema.time_field] = pa.array(acc.times, pa.float64())
         else:  # a numeric column would be read in the model's unit: hand over an unambiguous timestamp
@@ -268,7 +270,7 @@ class BatchProcessor:
         for name, column in zip(schema.value_fields, acc.values):
             cols[name] = pa.array(column, pa.float64())
         for name, column in zip(schema.categorical_fields, acc.categories):
-            cols[name] = pa.array(column, pa.string())
+            cols[name] = column
         return pa.table(cols)
 
     @staticmethod

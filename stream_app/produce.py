@@ -7,8 +7,8 @@ Command line (used by docker-compose.yml):
 
 Events are keyed by their key field (UTF-8), so Kafka's default partitioner sends each key to one
 partition and the key's state lives with it. ``per_message > 1`` packs several events into one
-message (a JSON array); a batch message only holds events of keys that share a partition, and
-is sent to that partition explicitly.
+message (a JSON array, or with ``fmt="arrow"`` an Arrow IPC stream of rows); a batch message
+only holds events of keys that share a partition, and is sent to that partition explicitly.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from .arrow_messages import encode_rows
 from .processor import default_partition
 from .schemas import event_to_json
 
@@ -30,11 +31,20 @@ def table_rows(table: pa.Table) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
+FORMATS = ("json", "arrow")
+
+
 def encode_messages(
-    rows: Sequence[dict[str, Any]], key_field: str, partitions: int, per_message: int = 1
+    rows: Sequence[dict[str, Any]], key_field: str, partitions: int, per_message: int = 1,
+    fmt: str = "json",
 ) -> list[tuple[int, bytes, bytes]]:
-    """(partition, key, value) messages for ``rows``, keeping each key's order."""
-    if per_message <= 1:
+    """(partition, key, value) messages for ``rows``, keeping each key's order. ``fmt``:
+    ``json`` (an object per message, or arrays of ``per_message``) or ``arrow`` (Arrow IPC
+    streams of up to ``per_message`` rows, column types inferred from the rows)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"message format {fmt!r}: use one of {', '.join(FORMATS)}")
+    encode = _array if fmt == "json" else encode_rows
+    if per_message <= 1 and fmt == "json":
         out = []
         for row in rows:
             key = str(row[key_field])
@@ -48,11 +58,11 @@ def encode_messages(
         buf = pending.setdefault(p, [])
         buf.append(row)
         if len(buf) >= per_message:
-            out.append((p, str(buf[0][key_field]).encode(), _array(buf)))
+            out.append((p, str(buf[0][key_field]).encode(), encode(buf)))
             pending[p] = []
     for p, buf in pending.items():
         if buf:
-            out.append((p, str(buf[0][key_field]).encode(), _array(buf)))
+            out.append((p, str(buf[0][key_field]).encode(), encode(buf)))
     return out
 
 
@@ -168,7 +178,7 @@ def _replay(args: Any) -> int:
     n, shift = 0, 0.0
     while True:
         batch = [dict(r, **{fields.time_field: r[fields.time_field] + shift}) for r in rows]
-        msgs = encode_messages(batch, fields.key_field, args.partitions, args.per_message)
+        msgs = encode_messages(batch, fields.key_field, args.partitions, args.per_message, args.format)
         n += asyncio.run(produce(args.bootstrap, args.topic, msgs, rate=args.rate / max(args.per_message, 1)))
         print(f"sent {n} messages", flush=True)
         if not args.loop:
@@ -213,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--topic", default=os.environ.get("EMBER_EVENTS_TOPIC", "ember-events"))
     rp.add_argument("--partitions", type=int, default=int(os.environ.get("EMBER_PARTITIONS", "4")))
     rp.add_argument("--rate", type=float, default=200.0, help="events per second")
-    rp.add_argument("--per-message", type=int, default=1, help="events per message (JSON array)")
+    rp.add_argument("--per-message", type=int, default=1, help="events per message (a batch message)")
+    rp.add_argument("--format", default="json", choices=FORMATS,
+                    help="json (objects or arrays) or arrow (Arrow IPC streams of rows)")
     rp.add_argument("--loop", action="store_true")
     fo = sub.add_parser("follow", help="print a topic's new records")
     fo.add_argument("--topic", default=os.environ.get("EMBER_ALERTS_TOPIC", "ember-alerts"))

@@ -2,20 +2,24 @@
 
 Messages on the events topic are decoded here from raw bytes (never by Faust: a value that fails
 Faust's own decoding stops the agent while the worker stays up). A message carries one JSON
-event (an object) or many (a JSON array of objects; "batch messages", for throughput). Every
+event (an object) or many (a JSON array of objects, or an Arrow IPC stream of rows:
+``stream_app.arrow_messages``; "batch messages", for throughput). Every
 event that cannot be used becomes a :class:`DeadLetter` with a machine-readable ``reason``, a
 human ``detail`` naming the field and the value, and the original bytes (base64), and the
 events around it go on. Reasons:
 
 ``too_large``        the message is longer than ``max_payload_bytes``
 ``bad_json``         not UTF-8 JSON
+``bad_arrow``        starts like an Arrow IPC stream (``FF FF FF FF``) but is not one
 ``not_an_object``    the message (or an element of a batch) is not a JSON object
 ``empty``            an empty message or an empty batch
-``missing_field``    the key or the time is absent or null; a value field too when
+``missing_field``    the key or the time is absent or null (for an Arrow message: the key or
+                     time column is absent: the whole message); a value field too when
                      ``missing_values = "dead_letter"`` (by default an absent or null value
                      is *missing*, passed to the pipeline as NaN and imputed there, as the
                      event-file reader and the backfill do)
-``wrong_type``       a field has the wrong JSON type (numbers as strings, booleans, ...)
+``wrong_type``       a field has the wrong JSON type (numbers as strings, booleans, ...); a
+                     column of an Arrow message has the wrong Arrow type (the whole message)
 ``not_finite``       a value or the time is NaN or infinite
 ``in_future``        the event time lies more than ``max_future_s`` past the wall clock
 ``out_of_order``     the event time lies more than ``max_out_of_order_s`` before the latest
@@ -23,8 +27,10 @@ events around it go on. Reasons:
 ``wrong_partition``  the key belongs to another partition (the producer did not key the message
                      by the event's key), so its per-key state would split (checked by the driver)
 
-For an element of a batch message the "original bytes" are that element re-encoded as JSON
-(``index`` gives its position); for a message that is not JSON at all, the message itself.
+For an element of a JSON batch message the "original bytes" are that element re-encoded as
+JSON (``index`` gives its position); for a row of an Arrow message, that row alone as a one-row
+Arrow IPC stream (``index`` = its row); for a message that cannot be read at all (or an Arrow
+message with a missing or mistyped column), the message itself.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from . import arrow_messages
 from .event_fields import SECONDS_PER_UNIT, EventFields
 
 DEAD_LETTER_SCHEMA_VERSION = 1
@@ -146,48 +153,65 @@ def parse_time(raw: Any, schema: EventSchema) -> float:
     )
 
 
-def validate_event(
-    obj: Any, schema: EventSchema, now: float, max_future_s: float
-) -> tuple[str, float, tuple[float, ...], tuple[str | None, ...]]:
-    """Check one decoded JSON value; return (key, time, values, categories) or raise EventError."""
-    if not isinstance(obj, dict):
-        raise EventError("not_an_object", f"an event must be a JSON object, got {type(obj).__name__}")
-    key = obj.get(schema.key_field)
+def check_key(key: Any, schema: EventSchema) -> str:
+    """The key as text: a non-empty string not starting with NUL, or an integer."""
     if key is None:
         raise EventError("missing_field", f"key field {schema.key_field!r} is missing or null")
     if isinstance(key, str):
         if not key or key[0] == "\x00":  # NUL-prefixed table keys are the driver's own
             raise EventError("wrong_type", f"key field {schema.key_field!r} is empty or starts with NUL")
-    elif isinstance(key, int) and not isinstance(key, bool):
-        key = str(key)
-    else:
-        raise EventError(
-            "wrong_type", f"key field {schema.key_field!r} must be text or an integer, got {_describe(key)}"
-        )
-    t = parse_time(obj.get(schema.time_field), schema)
+        return key
+    if isinstance(key, int) and not isinstance(key, bool):
+        return str(key)
+    raise EventError(
+        "wrong_type", f"key field {schema.key_field!r} must be text or an integer, got {_describe(key)}"
+    )
+
+
+def check_not_future(t: float, schema: EventSchema, now: float, max_future_s: float) -> float:
     if t > now + max_future_s:
         raise EventError(
             "in_future",
             f"time field {schema.time_field!r} = {t:.3f} lies {t - now:.0f} s past the wall clock "
             f"(limit {max_future_s:.0f} s)",
         )
+    return t
+
+
+def missing_value(name: str, schema: EventSchema) -> float:
+    """An absent or null value field: NaN (imputed by the pipeline) or a dead letter."""
+    if schema.missing_values == "impute":
+        return math.nan
+    raise EventError("missing_field", f"value field {name!r} is missing or null")
+
+
+def check_finite(name: str, v: float) -> float:
+    if not math.isfinite(v):
+        raise EventError("not_finite", f"value field {name!r} is {v!r}")
+    return v
+
+
+def validate_event(
+    obj: Any, schema: EventSchema, now: float, max_future_s: float
+) -> tuple[str, float, tuple[float, ...], tuple[str | None, ...]]:
+    """Check one decoded JSON value; return (key, time, values, categories) or raise EventError."""
+    if not isinstance(obj, dict):
+        raise EventError("not_an_object", f"an event must be a JSON object, got {type(obj).__name__}")
+    key = check_key(obj.get(schema.key_field), schema)
+    t = check_not_future(parse_time(obj.get(schema.time_field), schema), schema, now, max_future_s)
     values = []
     for name in schema.value_fields:
         v = obj.get(name)
         if v is None:
-            if schema.missing_values == "impute":
-                values.append(math.nan)  # the pipeline imputes it
-                continue
-            raise EventError("missing_field", f"value field {name!r} is missing or null")
+            values.append(missing_value(name, schema))
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise EventError("wrong_type", f"value field {name!r} must be a number, got {_describe(v)}")
         try:
             v = float(v)
         except OverflowError:  # an integer beyond float64
             v = math.inf
-        if not math.isfinite(v):
-            raise EventError("not_finite", f"value field {name!r} is {v!r}")
-        values.append(v)
+        values.append(check_finite(name, v))
     cats = []
     for name in schema.categorical_fields:
         c = obj.get(name)
@@ -219,6 +243,8 @@ def decode_message(
         return [], [dead("too_large", f"message is {len(raw)} bytes, limit {max_payload_bytes}", raw)]
     if not raw.strip():
         return [], [dead("empty", "message is empty", raw)]
+    if arrow_messages.is_arrow(raw):
+        return _decode_arrow(raw, schema, now, max_future_s, dead, partition, offset)
     try:
         decoded = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -240,6 +266,40 @@ def decode_message(
             letters.append(dead(exc.reason, detail, original, index))
             continue
         events.append(Event(key, t, values, cats, partition, offset, index))
+    return events, letters
+
+
+def _decode_arrow(raw: bytes, schema: EventSchema, now: float, max_future_s: float, dead: Any,
+                  partition: int, offset: int) -> tuple[list[Event], list[DeadLetter]]:
+    """The rows of an Arrow IPC message, each checked as a JSON event is; a missing or mistyped
+    column is the whole message's dead letter, a bad value only its row's."""
+    try:
+        table = arrow_messages.read_message(raw)
+        cols = arrow_messages.columns(table, schema, schema.missing_values)
+    except arrow_messages.ArrowMessageError as exc:
+        return [], [dead(exc.reason, exc.detail, raw)]
+    keys = cols.keys.to_pylist()
+    times = cols.times.tolist()
+    t_ok = cols.times_valid.tolist()
+    values = [v.tolist() for v in cols.values]
+    v_ok = [v.tolist() for v in cols.values_valid]
+    cats = [c.to_pylist() for c in cols.categories]
+    events: list[Event] = []
+    letters: list[DeadLetter] = []
+    for i, key in enumerate(keys):
+        try:
+            key = check_key(key, schema)
+            if not t_ok[i]:
+                raise EventError("missing_field", f"time field {schema.time_field!r} is missing or null")
+            if not math.isfinite(times[i]):
+                raise EventError("not_finite", f"time field {schema.time_field!r} is {times[i]!r}")
+            t = check_not_future(times[i], schema, now, max_future_s)
+            row = tuple(check_finite(name, col[i]) if ok[i] else missing_value(name, schema)
+                        for name, col, ok in zip(schema.value_fields, values, v_ok))
+        except EventError as exc:
+            letters.append(dead(exc.reason, f"row {i}: {exc.detail}", arrow_messages.row_bytes(table, i), i))
+            continue
+        events.append(Event(key, t, row, tuple(c[i] for c in cats), partition, offset, i))
     return events, letters
 
 

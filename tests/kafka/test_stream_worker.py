@@ -58,8 +58,8 @@ def case(kafka_bootstrap, kafka_topics, tmp_path):
             workers.append(w)
             return w.start()
 
-        def produce(self, rows, per_message=1, rate=None):
-            msgs = encode_messages(rows, "service", PARTITIONS, per_message)
+        def produce(self, rows, per_message=1, rate=None, fmt="json"):
+            msgs = encode_messages(rows, "service", PARTITIONS, per_message, fmt)
             return asyncio.run(produce(kafka_bootstrap, events, msgs, rate=rate))
 
     yield Case()
@@ -146,6 +146,17 @@ def test_batch_messages_score_the_same(case):
     w.wait_assigned(partitions=PARTITIONS)
     case.produce(rows, per_message=40)
     assert_matches_reference(case, rows, allow_duplicates=False)
+
+
+def test_arrow_messages_score_the_same(case):
+    """Arrow IPC batch messages (stream_app/arrow_messages.py): the same scores and alerts as
+    the reference run of the same events (what the JSON tests above are held to)."""
+    rows, _ = sample_rows(case.model, n_keys=5, events_per_key=250)
+    w = case.worker("w1")
+    w.wait_assigned(partitions=PARTITIONS)
+    case.produce(rows, per_message=40, fmt="arrow")
+    assert_matches_reference(case, rows, allow_duplicates=False)
+    assert "ember_dead_letters_total{" not in w.metrics()
 
 
 def test_malformed_events_go_to_the_dead_letter_topic_and_the_rest_is_scored(case):
