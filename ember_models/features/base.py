@@ -15,7 +15,6 @@ model math: they do not go through `ops`).
 """
 from __future__ import annotations
 
-import weakref
 from abc import ABC, abstractmethod
 from typing import ClassVar, Sequence
 
@@ -132,41 +131,48 @@ class Feature(ABC):
         return f"{type(self).__name__}(prefix={self.prefix!r}, fields={list(self.fields)})"
 
 
-def flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(flat, strides): a 1-D view of the memory that the view `a` spans, and a's strides in
-    elements, so that a[i, j, k] is flat[i*strides[0] + j*strides[1] + k*strides[2]].
+class StateViews(dict):
+    """One round's state: name -> the round's keys' view of each state array (a dict, as
+    `Feature.step` expects), plus `flat(name)`, that view's `flat_view`, worked out once per
+    views object from the array it slices (the engine hands a feature the same views round
+    after round while the number of keys stays the same)."""
+
+    __slots__ = ("_sources", "_flat")
+
+    def __init__(self, sources, k0: int, k1: int):
+        """sources: (name, C-contiguous array of all keys, whether the key is its first axis)."""
+        super().__init__((name, arr[k0:k1] if first else arr[..., k0:k1])
+                         for name, arr, first in sources)
+        self._sources = {name: (arr, first, k0) for name, arr, first in sources}
+        self._flat: dict = {}
+
+    def flat(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        hit = self._flat.get(name)
+        if hit is None:
+            arr, first, k0 = self._sources[name]
+            strides = tuple(st // arr.itemsize for st in arr.strides)
+            if not arr.flags.c_contiguous:
+                hit = _flat_view(self[name])
+            elif first:        # the keys' rows k0:k1 are one contiguous block
+                hit = self[name].reshape(-1), strides
+            else:              # the view's first element is element k0 of the whole array
+                hit = arr.reshape(-1)[k0:], strides
+            self._flat[name] = hit
+        return hit
+
+
+def flat_view(state: State, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(flat, strides) of the state array `name`: a 1-D view of the memory that the view spans,
+    and its strides in elements, so that a[i, j, k] is flat[i*strides[0] + j*strides[1] +
+    k*strides[2]].
 
     Gathers and scatters at per-key positions (a ring-buffer slot, a hash bucket) are 4-6x
     faster as `np.take`/`np.put` on flat positions than as multi-array fancy indexing, and this
-    works on the strided prefix views the engine hands to `step`. Remembered per view object
-    while it lives (the engine hands a feature the same views round after round; working one
-    out costs ~3 us, most of it reading data pointers)."""
-    hit = _FLAT_MEMO.get(id(a))
-    if hit is not None and hit[0]() is a:
-        return hit[1]
-    out = _flat_view(a)
-    key = id(a)
-    _FLAT_MEMO[key] = (weakref.ref(a, lambda _, key=key: _FLAT_MEMO.pop(key, None)), out)
-    return out
-
-
-# id(view) -> (weak reference to the view, its flat_view); an entry goes when its view does.
-_FLAT_MEMO: dict[int, tuple] = {}
-
-
-def _data_address(base: np.ndarray) -> int:
-    """base's data pointer, remembered while base lives with the same shape (the engine's
-    state arrays outlive many views of them; an in-place resize would change the shape)."""
-    hit = _ADDRESS_MEMO.get(id(base))
-    if hit is not None and hit[0]() is base and hit[2] == base.shape:
-        return hit[1]
-    key, address = id(base), base.__array_interface__["data"][0]
-    _ADDRESS_MEMO[key] = (weakref.ref(base, lambda _, key=key: _ADDRESS_MEMO.pop(key, None)),
-                          address, base.shape)
-    return address
-
-
-_ADDRESS_MEMO: dict[int, tuple] = {}
+    works on the strided prefix views the engine hands to `step` (from `StateViews`, which works
+    it out once per round's views; any other dict of arrays: computed here)."""
+    if isinstance(state, StateViews):
+        return state.flat(name)
+    return _flat_view(state[name])
 
 
 def _flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -174,12 +180,6 @@ def _flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
     strides = tuple(st // item for st in a.strides)
     if a.flags.c_contiguous:
         return a.reshape(-1), strides
-    base = a.base
-    if base is not None and base.flags.c_contiguous and base.dtype == a.dtype:
-        # The usual case: a key slice of an engine array. A flat view of the base from a's
-        # first element is cheaper than as_strided.
-        offset = a.__array_interface__["data"][0] - _data_address(base)
-        return base.reshape(-1)[offset // item:], strides
     if any(st < 0 or st * item != bs for st, bs in zip(strides, a.strides)):
         raise ValueError("flat_view needs non-negative, element-aligned strides")
     span = sum((d - 1) * st for d, st in zip(a.shape, strides)) + 1 if a.size else 0

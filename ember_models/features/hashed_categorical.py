@@ -44,7 +44,7 @@ class HashedCategorical(Feature):
         np.put(out, bucket * n + out_cell, 1.0 if full else present)
         if self.novelty:
             counts, total = state["counts"], state["total"]                 # (C, B, n), (C, n)
-            flat, (sc, sb, sk) = flat_view(counts)
+            flat, (sc, sb, sk) = flat_view(state, "counts")
             at = self._index(("state", c, n, sc, sk), lambda: (
                 np.arange(c)[:, None] * sc + np.arange(n) * sk))
             at = at + bucket * sb

@@ -50,7 +50,7 @@ class RollingCountWindow(Feature):
         else:
             np.copyto(ref, x0, where=obs & (count == 0))
             y = (x0 - ref) * obsf                                        # 0 where missing
-        flat, (sv, sp, sk) = flat_view(buf)
+        flat, (sv, sp, sk) = flat_view(state, "buf")
         cell, slots = self._cells(v, n, sv, sp, sk)                      # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
         # The value leaving each window. Slots are 0 until written and a window of n can only

@@ -79,10 +79,10 @@ class RollingTimeWindow(Feature):
         """Keys k moved to a new bucket of window w: file the open bucket into the ring, start
         an empty one, and recompute the total of the ring buckets still inside the window."""
         nb, v = self.buckets, len(self.fields)
-        ring_flat, (rk, rw, rb, rc, rv) = flat_view(state["ring"])        # (n, W, B, 3, V)
-        id_flat, (ik, iw, ib) = flat_view(state["ring_id"])                # (n, W, B)
-        open_flat, (ow, oc, ov, ok) = flat_view(state["open"])            # (W, 3, V, n)
-        tot_flat, _ = flat_view(state["closed_total"])                    # same layout as open
+        ring_flat, (rk, rw, rb, rc, rv) = flat_view(state, "ring")        # (n, W, B, 3, V)
+        id_flat, (ik, iw, ib) = flat_view(state, "ring_id")                # (n, W, B)
+        open_flat, (ow, oc, ov, ok) = flat_view(state, "open")            # (W, 3, V, n)
+        tot_flat, _ = flat_view(state, "closed_total")                    # same layout as open
         open_id = state["open_id"]
         open_cells, cells3 = self._cells(oc, ov, rc, rv)
         if len(self.windows_s) == 1:         # w is all 0: skip its index arithmetic

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import RoundInputs
+from .base import RoundInputs, StateViews
 
 # Values are clamped to +-VALUE_LIMIT (and non-finite ones become missing) before any feature
 # sees them: then every feature's float64 state stays finite and every output fits float32
@@ -63,15 +63,13 @@ class FeatureRounds:
         for k0 in range(0, self.n_keys, block):
             k1 = k0 + block
             n_prev = -1
-            views: list[dict] = []
+            views: list[StateViews] = []
             for a, n_active in zip((starts + k0).tolist(), active.tolist()):
                 n = min(n_active, k1) - k0
                 if n <= 0:
                     break      # rounds only lose keys: none of this block is left
                 if n != n_prev:          # the keys' state views (codec.slice, per feature)
-                    k = k0 + n
-                    views = [{local: (arr[k0:k] if first else arr[..., k0:k])
-                              for local, arr, first in src} for src in sources]
+                    views = [StateViews(src, k0, k0 + n) for src in sources]
                     n_prev = n
                 b = a + n
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
