@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import uuid
 
 import pyarrow as pa
@@ -102,11 +103,12 @@ def reference(rows, model_dir):
     return scores, alerts, borderline
 
 
-def assert_matches_reference(case, rows, *, committed=False, allow_duplicates=True):
+def assert_matches_reference(case, rows, *, committed=False, allow_duplicates=True, workers=()):
+    """``workers``: those still running, whose logs a timeout shows."""
     want_scores, want_alerts, borderline = reference(rows, case.model)
     got = wait_for(lambda: (lambda s: s if len(s) >= len(want_scores) else None)(
         scores_by_event(read_json(case.bootstrap, case.topics.scores, committed=committed, idle_s=0.5))),
-        120, f"{len(want_scores)} scored events")
+        120, f"{len(want_scores)} scored events", workers=workers)
     assert set(got) == set(want_scores), "every event scored, none invented"
     wrong = sorted(ev for ev, scores in got.items()
                    if any(abs(s - want_scores[ev]) > SCORE_TOL for s in scores))
@@ -213,7 +215,7 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
     assert w.processed() == 0  # it is dead
     w2 = case.worker("w2", datadir=None if fresh_datadir else w.datadir, **opts)
     producer.join()
-    got, alerts = assert_matches_reference(case, rows, committed=eos, allow_duplicates=not eos)
+    got, alerts = assert_matches_reference(case, rows, committed=eos, allow_duplicates=not eos, workers=[w2])
     assert spiked <= {(a["key"], a["time"]) for a in alerts}
     if not eos:
         # at-least-once may redeliver, but a redelivered event is skipped or scored identically
@@ -223,21 +225,34 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
 
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
     rows, spiked = sample_rows(case.model, n_keys=8, events_per_key=500)
+    # The stream comes in two parts: the second starts only once both workers share the
+    # partitions, so both rebalances happen mid-stream however slow the machine is (a fixed
+    # rate alone let a loaded machine finish producing before b had joined).
+    first = len(rows) // 3
+    shared_now = threading.Event()
+
+    def produce_in_two_parts() -> None:
+        case.produce(rows[:first], rate=150)
+        if shared_now.wait(180):
+            case.produce(rows[first:], rate=150)  # >= 10 s at this rate
+
     a = case.worker("a", batch_size=50)
     a.wait_assigned(partitions=PARTITIONS)
-    producer = threading.Thread(target=case.produce, args=(rows,), kwargs={"rate": 150})
-    producer.start()  # ~16 s of events: both rebalances below happen mid-stream
+    producer = threading.Thread(target=produce_in_two_parts)
+    producer.start()
     wait_for(lambda: a.processed() > len(rows) // 10, 120, "a tenth processed", workers=[a])
     b = case.worker("b", batch_size=50)
-    shared = wait_for(lambda: (lambda ha, hb: ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
-                               and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS))
-                               and ha["positions"] and hb["positions"])
-                      (a.health(), b.health()), 90, "two workers sharing the partitions", workers=[a, b])
-    assert shared and producer.is_alive(), "the stream should still be flowing when b joins"
+    wait_for(lambda: (lambda ha, hb: ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
+                      and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS))
+                      and ha["positions"] and hb["positions"])
+             (a.health(), b.health()), 90, "two workers sharing the partitions", workers=[a, b])
+    shared_now.set()
+    time.sleep(2.0)  # both workers score part of the second half
+    assert producer.is_alive(), "the stream should still be flowing when a leaves"
     a.stop()  # a leaves mid-stream: b takes every partition, restoring a's keys from the changelog
     b.wait_assigned(partitions=PARTITIONS)
     producer.join()
-    got, alerts = assert_matches_reference(case, rows)
+    got, alerts = assert_matches_reference(case, rows, workers=[b])
     assert all(max(s) - min(s) <= SCORE_TOL for s in got.values())
     assert spiked <= {(x["key"], x["time"]) for x in alerts}
 
