@@ -18,7 +18,6 @@ of JSON messages and Arrow messages in one micro-batch are concatenated in arriv
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -30,6 +29,13 @@ import pyarrow.compute as pc
 
 from . import arrow_messages
 from .schemas import _TIME_SCALE, EventSchema
+
+try:  # ~2.4x faster than json.loads here (0.25 vs 0.61 µs per event of a JSON array)
+    from orjson import loads
+except ImportError:  # pragma: no cover - the stream extra installs it
+    from json import loads
+# orjson refuses what json.loads takes and the per-event path handles (NaN/Infinity tokens,
+# integers beyond 64 bits, UTF-16 text, lone surrogates): such a batch takes that path.
 from .stored_state import StoredState, StoredStateError
 
 _NUMBER = {int, float}
@@ -90,22 +96,33 @@ def accept_columns(
 ) -> Accepted | None:
     """The batch's events as :class:`Accepted`, or None when any event needs the per-event
     path (a dead letter, a replay, a late event beyond the limit, ...)."""
-    chunks: list[_Chunk] = []
-    run: list[Any] = []  # consecutive JSON messages
+    chunks: list[_Chunk | None] = []
+    run: list[Any] = []  # consecutive messages of one format (Arrow: of one schema)
+    run_kind: Any = None  # "json", or the Arrow schema of the run
+    tables: list[pa.Table] = []
     max_bytes = limits.max_payload_bytes
     for m in messages:
         raw = m.value
         if not raw or len(raw) > max_bytes:
             return None
-        if raw[:4] != arrow_messages.MAGIC:
-            run.append(m)
-            continue
-        if run:
-            chunks.append(_json_chunk(run, schema))  # type: ignore[arg-type]
-            run = []
-        chunks.append(_arrow_chunk(m, schema))  # type: ignore[arg-type]
+        if raw[:4] == arrow_messages.MAGIC:
+            try:
+                table = arrow_messages.read_message(raw)
+            except arrow_messages.ArrowMessageError:
+                return None
+            kind = table.schema
+        else:
+            table, kind = None, "json"
+        if run and not (kind == run_kind if isinstance(kind, str) or isinstance(run_kind, str)
+                        else kind.equals(run_kind)):
+            chunks.append(_json_chunk(run, schema) if run_kind == "json" else _arrow_chunk(run, tables, schema))
+            run, tables = [], []
+        run.append(m)
+        run_kind = kind
+        if table is not None:
+            tables.append(table)
     if run:
-        chunks.append(_json_chunk(run, schema))  # type: ignore[arg-type]
+        chunks.append(_json_chunk(run, schema) if run_kind == "json" else _arrow_chunk(run, tables, schema))
     if not chunks or any(c is None for c in chunks):
         return None
     if len(chunks) == 1:
@@ -139,7 +156,7 @@ def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
     idxs: list[int] = []
     for m in messages:
         try:
-            decoded = json.loads(m.value)
+            decoded = loads(m.value)
         except ValueError:  # UnicodeDecodeError too
             return None
         if type(decoded) is list:
@@ -201,10 +218,12 @@ def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
                   np.array(offs, np.int64), np.array(idxs, np.int64))
 
 
-def _arrow_chunk(m: Any, schema: EventSchema) -> _Chunk | None:
-    """An Arrow IPC message's columns, with no null key or time, no NaN/inf value."""
+def _arrow_chunk(messages: Sequence[Any], tables: list[pa.Table], schema: EventSchema) -> _Chunk | None:
+    """Arrow IPC messages of one schema as one table's columns, with no null key or time and
+    no NaN/inf value (checked once for the run, not per message)."""
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
     try:
-        cols = arrow_messages.columns(arrow_messages.read_message(m.value), schema, schema.missing_values)
+        cols = arrow_messages.columns(table, schema, schema.missing_values)
     except arrow_messages.ArrowMessageError:
         return None
     if cols.keys.null_count or not cols.times_valid.all():
@@ -213,9 +232,13 @@ def _arrow_chunk(m: Any, schema: EventSchema) -> _Chunk | None:
         finite = np.isfinite(arr)
         if not finite.all() and ((~finite & ok).any() or schema.missing_values != "impute"):
             return None
+    counts = np.array([t.num_rows for t in tables], np.int64)
+    starts = np.cumsum(counts) - counts
     n = len(cols)
-    return _Chunk(cols.keys, cols.times, cols.values, cols.categories, np.full(n, m.partition, np.int64),
-                  np.full(n, m.offset, np.int64), np.arange(n, dtype=np.int64))
+    return _Chunk(cols.keys, cols.times, cols.values, cols.categories,
+                  np.repeat(np.array([m.partition for m in messages], np.int64), counts),
+                  np.repeat(np.array([m.offset for m in messages], np.int64), counts),
+                  np.arange(n, dtype=np.int64) - np.repeat(starts, counts))
 
 
 def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categories: list[pa.Array],
