@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/stream.py                 # starts a local broker (scripts/kafka)
     EMBER_KAFKA_BOOTSTRAP=host:port .venv/bin/python benchmarks/stream.py --events 200000
 
-For each message format (``--per-message 1,100``: one JSON event per message, or JSON arrays of
-100 events), on the same broker in the same run:
+For each message format (``--formats json:1,json:100,arrow:100``: one JSON event per message,
+JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in the same run:
 
 1. **raw passthrough**: one aiokafka consumer (consumer group, manual commits) reads the backlog
    of event messages with ``getmany``, produces every message unchanged to another topic, waits
@@ -172,12 +172,29 @@ class Worker:
         except Exception:
             return None
 
-    def events_done(self) -> float:
+    def metric(self, name: str) -> float:
         text = self._get("/metrics") or ""
         for line in text.splitlines():
-            if line.startswith("ember_events_total "):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
         return 0.0
+
+    def events_done(self) -> float:
+        return self.metric("ember_events_total")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker process so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def breakdown(self) -> str:
+        """Where the worker's time went so far (its /metrics sums), per event."""
+        n = max(self.events_done(), 1.0)
+        us = {name: self.metric(f"ember_{name}_sum") / n * 1e6
+              for name in ("batch_seconds", "pipeline_step_seconds", "state_write_seconds")}
+        return (f"{self.metric('ember_batches_total'):.0f} batches of {n / max(self.metric('ember_batches_total'), 1):.0f} "
+                f"events; per event: batch {us['batch_seconds']:.2f} µs (step {us['pipeline_step_seconds']:.2f}, "
+                f"state writes {us['state_write_seconds']:.2f})")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -276,10 +293,14 @@ def machine() -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", default="60000,600000",
-                    help="events per format (comma-separated, matching --per-message)")
+                    help="events per format (comma-separated, matching --formats; the last for the rest)")
     ap.add_argument("--keys", type=int, default=256)
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--per-message", default="1,100", help="events per message, comma-separated")
+    ap.add_argument("--formats", default="json:1,json:100",
+                    help="message formats, comma-separated: json:N (an object, N=1, or arrays of N) "
+                         "or arrow:N (Arrow IPC streams of N rows)")
+    ap.add_argument("--per-message", default=None, help="JSON only, events per message (old spelling "
+                    "of --formats json:N,...)")
     ap.add_argument("--batch-size", type=int, default=1000, help="worker micro-batch (messages)")
     ap.add_argument("--max-wait", type=float, default=0.01, help="worker batch_max_wait_s")
     ap.add_argument("--guarantee", default="at_least_once", choices=["at_least_once", "exactly_once"])
@@ -287,7 +308,8 @@ def main() -> int:
     ap.add_argument("--latency-fractions", default="0.5",
                     help="measure latency at these fractions of the worker's max rate (comma-separated)")
     args = ap.parse_args()
-    formats = [int(x) for x in args.per_message.split(",")]
+    spec = ",".join(f"json:{x}" for x in args.per_message.split(",")) if args.per_message else args.formats
+    formats = [(f.split(":")[0], int(f.split(":")[1])) for f in spec.split(",")]
     counts = [int(x) for x in args.events.split(",")]
     counts += counts[-1:] * (len(formats) - len(counts))  # the last count for formats not given one
     fractions = sorted(float(x) for x in args.latency_fractions.split(","))
@@ -306,9 +328,9 @@ def main() -> int:
         print(f"data: up to {len(rows)} events, {args.keys} keys; model {version} fitted on "
               f"{history.num_rows} events ({time.perf_counter() - t0:.1f} s)")
         results = []
-        for per, count in zip(formats, counts):
+        for (fmt, per), count in zip(formats, counts):
             fmt_rows = rows[:count]
-            msgs = encode_messages(fmt_rows, "service", args.partitions, per)
+            msgs = encode_messages(fmt_rows, "service", args.partitions, per, fmt)
             tag = uuid.uuid4().hex[:6]
             names = {k: f"bench-{tag}-{k}" for k in ("raw-in", "raw-out", "events", "alerts", "dlq")}
             asyncio.run(ensure_topics(bootstrap, {n: args.partitions for n in names.values()}))
@@ -317,33 +339,39 @@ def main() -> int:
                                               len(fmt_rows) / len(msgs)))
 
             asyncio.run(produce_all(bootstrap, names["events"], msgs))
-            wdir = work / f"worker-{per}"
+            wdir = work / f"worker-{fmt}-{per}"
             wdir.mkdir()
             topics = {"events": names["events"], "alerts": names["alerts"], "dlq": names["dlq"]}
+            print(f"{fmt}:{per}: {len(msgs)} messages, {sum(len(m[2]) for m in msgs) / len(fmt_rows):.0f} "
+                  f"bytes per event; raw {raw:.0f} events/s; load average {os.getloadavg()}", flush=True)
             w = Worker(bootstrap, topics, work / "model", wdir, args.guarantee, args.batch_size, args.max_wait)
             cycles = 0  # passes over the rows made so far (each later in time than the last)
             try:
                 w.wait_ready()
+                cpu0 = w.cpu_seconds()
                 ember = w.throughput(len(fmt_rows))
+                print(f"  ember {ember:.0f} events/s; worker CPU {(w.cpu_seconds() - cpu0) / len(fmt_rows) * 1e6:.2f} "
+                      f"µs per event; {w.breakdown()}; load average {os.getloadavg()}", flush=True)
                 sent = len(fmt_rows)
                 for fraction in fractions:  # lowest rate first
                     rate = ember * fraction
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
-                    lat_msgs = encode_messages(lat_rows, "service", args.partitions, per)
+                    lat_msgs = encode_messages(lat_rows, "service", args.partitions, per, fmt)
                     sent += len(lat_rows)
                     lat = asyncio.run(measure_latency(
                         bootstrap, topics, lat_msgs, rate_msgs=len(lat_msgs) / args.latency_seconds,
                         caught_up=lambda n=sent: w.events_done() >= n or w.proc.poll() is not None))
                     w.wait_caught_up(sent)  # no backlog left for the next rate (or the worker died)
                     p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
-                    results.append((per, raw, ember, ember / raw, rate, len(lat), p50, p99))
+                    results.append((f"{fmt}:{per}", raw, ember, ember / raw, rate, len(lat), p50, p99))
             finally:
                 w.stop()
         print()
-        print(f"{'events/msg':>10} {'raw ev/s':>10} {'ember ev/s':>11} {'ratio':>6} "
+        print(f"{'format':>10} {'raw ev/s':>10} {'ember ev/s':>11} {'ratio':>6} "
               f"{'lat rate':>9} {'alerts':>7} {'p50 ms':>7} {'p99 ms':>7}")
         for per, raw, ember, ratio, rate, n, p50, p99 in results:
             print(f"{per:>10} {raw:>10.0f} {ember:>11.0f} {ratio:>6.2f} {rate:>9.0f} {n:>7} {p50:>7.1f} {p99:>7.1f}")
+        print(f"load average at the end: {os.getloadavg()}")
         print(f"(worker: {args.guarantee}, batch {args.batch_size} messages / {args.max_wait * 1000:.0f} ms, "
               f"{args.partitions} partitions, 1 worker process; raw: 1 aiokafka process)")
     finally:
