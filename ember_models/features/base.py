@@ -31,13 +31,18 @@ class RoundInputs:
     categories: (C, n) int64 stable hashes (>= 0) of the categorical fields; -1 = missing
     """
 
-    __slots__ = ("times", "values", "categories", "_cache")
+    __slots__ = ("times", "values", "categories", "_cache", "_ones")
 
-    def __init__(self, times: np.ndarray, values: np.ndarray, categories: np.ndarray):
+    def __init__(self, times: np.ndarray, values: np.ndarray, categories: np.ndarray,
+                 ones: tuple[np.ndarray, np.ndarray] | None = None):
+        """ones: (bool, float64) arrays of 1s at least (V, n) in size, given when the caller
+        knows every value of the round is finite (a table without missing values: the engine
+        checks the whole table once); then no round checks its values again."""
         self.times = times
         self.values = values
         self.categories = categories
         self._cache: dict = {}
+        self._ones = ones
 
     def __len__(self) -> int:
         return self.times.shape[0]
@@ -51,15 +56,21 @@ class RoundInputs:
         hit = self._cache.get(columns)
         if hit is None:
             x = self.values if columns is None else self.values[list(columns)]
-            obs = np.isfinite(x)
-            x0 = np.where(obs, x, 0.0)
-            hit = self._cache[columns] = (x, obs, x0, obs.astype(np.float64))
+            if self._ones is not None:          # all observed: x0 is x (read only), masks 1
+                c, n = x.shape
+                hit = (x, self._ones[0][:c, :n], x, self._ones[1][:c, :n])
+            else:
+                obs = np.isfinite(x)
+                hit = (x, obs, np.where(obs, x, 0.0), obs.astype(np.float64))
+            self._cache[columns] = hit
         return hit
 
     def complete(self, columns: tuple[int, ...] | None) -> bool:
         """Whether every value of the fields `columns` is observed in this round (the usual
         case): features then skip their masking arithmetic, with the same results, since the
         masks are all 1."""
+        if self._ones is not None:
+            return True
         key = ("complete", columns)
         hit = self._cache.get(key)
         if hit is None:

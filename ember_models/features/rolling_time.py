@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Feature, RoundInputs, State, flat_view, fmt_seconds
+from .base import Feature, RoundInputs, State, fmt_seconds
 
 _NEVER = np.iinfo(np.int64).min // 2
 
@@ -29,7 +29,6 @@ class RollingTimeWindow(Feature):
         self.windows_s = tuple(sorted({float(w) for w in windows_s}))
         self.buckets = int(buckets)
         self._inv_width = (self.buckets / np.asarray(self.windows_s))[:, None]   # (W, 1)
-        self._cell_cache: dict = {}
 
     def names(self) -> list[str]:
         return [f"{f}.{self.prefix}_{stat}_w{fmt_seconds(w)}" for w in self.windows_s
@@ -56,9 +55,10 @@ class RollingTimeWindow(Feature):
         np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
         y = x0 - ref if full else (x0 - ref) * obsf
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
-        moved = bid != open_id
-        if moved.any():
-            self._close(state, bid, *np.nonzero(moved))
+        for w in range(bid.shape[0]):
+            moved = (bid[w] != open_id[w]).nonzero()[0]
+            if moved.size:
+                self._close(state, w, moved, bid[w])
         open_[:, 0] += obsf
         open_[:, 1] += y
         open_[:, 2] += y * y
@@ -75,60 +75,37 @@ class RollingTimeWindow(Feature):
         mean += ref if full else ref * (cnt > 0)        # an empty window's mean is 0
         return out.reshape(-1, n)
 
-    def _close(self, state: State, bid, w, k) -> None:
-        """Keys k moved to a new bucket of window w: file the open bucket into the ring, start
+    def _close(self, state: State, w: int, k: np.ndarray, bid: np.ndarray) -> None:
+        """Keys k moved to bucket bid[k] of window w: file the open bucket into the ring, start
         an empty one, and recompute the total of the ring buckets still inside the window."""
-        nb, v = self.buckets, len(self.fields)
-        ring_flat, (rk, rw, rb, rc, rv) = flat_view(state, "ring")        # (n, W, B, 3, V)
-        id_flat, (ik, iw, ib) = flat_view(state, "ring_id")                # (n, W, B)
-        open_flat, (ow, oc, ov, ok) = flat_view(state, "open")            # (W, 3, V, n)
-        tot_flat, _ = flat_view(state, "closed_total")                    # same layout as open
-        open_id = state["open_id"]
-        open_cells, cells3 = self._cells(oc, ov, rc, rv)
-        if len(self.windows_s) == 1:         # w is all 0: skip its index arithmetic
-            was = np.take(open_id[0], k)
-            new = np.take(bid[0], k)
-            np.put(open_id[0], k, new)
-            at_open = (k * ok)[:, None] + open_cells                      # (m, 3V)
-            ring_key = k * rk
-            id_key = k * ik
-            rows = k
-        else:
-            was = open_id[w, k]
-            new = bid[w, k]
-            open_id[w, k] = new
-            at_open = (w * ow + k * ok)[:, None] + open_cells             # (m, 3V)
-            ring_key = w * rw + k * rk                                    # (m,)
-            id_key = w * iw + k * ik
-            rows = k * len(self.windows_s) + w
-        bucket = np.take(open_flat, at_open)
-        had = was != _NEVER
-        slot = was % nb
+        nb, nw, c = self.buckets, len(self.windows_s), 3 * len(self.fields)
+        open_id = state["open_id"][w]
+        was = np.take(open_id, k)
+        new = np.take(bid, k)
+        np.put(open_id, k, new)
+        # window w's (3, V, n) blocks as (3V, n) views; the ring as rows of one bucket (3V
+        # numbers) and the ids as one per bucket, (key, window, slot) in C order (key first:
+        # one key's buckets are one block)
+        open_w = state["open"][w].reshape(c, -1, copy=False)
+        tot_w = state["closed_total"][w].reshape(c, -1, copy=False)
+        ring = state["ring"].reshape(-1, c, copy=False)
+        ring_id = state["ring_id"].reshape(-1, copy=False)
+        bucket = np.take(open_w, k, axis=1)                               # (3V, m)
+        open_w[:, k] = 0.0
+        rows = k if nw == 1 else k * nw + w                               # (key, window)
+        at = rows * nb
+        at += was % nb                                                    # the open one's slot
         # File the open bucket (keys that had one) into its ring slot.
-        if had.all():                        # the usual case: skip the selections
-            np.put(ring_flat, (ring_key + slot * rb)[:, None] + cells3, bucket)
-            np.put(id_flat, id_key + slot * ib, was)
+        if was.min() > _NEVER:               # the usual case: skip the selections
+            ring[at] = bucket.T
+            np.put(ring_id, at, was)
         else:
-            np.put(ring_flat, (ring_key + slot * rb)[had, None] + cells3, bucket[had])
-            np.put(id_flat, (id_key + slot * ib)[had], was[had])
-        np.put(open_flat, at_open, 0.0)
-        # One (key, window)'s buckets are one block of the key-first arrays: gather whole
-        # blocks by row (a contiguous copy of a strided view first, which only a caller
-        # passing such a view pays for; these are reads)
-        ids = np.ascontiguousarray(state["ring_id"]).reshape(-1, nb)
-        live = np.take(ids, rows, axis=0) > (new - nb)[:, None]
-        ring = np.take(np.ascontiguousarray(state["ring"]).reshape(-1, nb, 3 * v), rows,
-                       axis=0)                                            # (m, B, 3V)
-        np.put(tot_flat, at_open, np.einsum("mb,mbc->mc", live.astype(np.float64), ring))
-
-    def _cells(self, oc, ov, rc, rv):
-        """Offsets of one bucket's 3V numbers in the open array and in a ring block (cached:
-        they depend on the number of keys only through the open array's strides)."""
-        key = (oc, ov, rc, rv)
-        hit = self._cell_cache.get(key)
-        if hit is None:
-            v = len(self.fields)
-            hit = self._cell_cache[key] = (
-                (np.arange(3)[:, None] * oc + np.arange(v) * ov).ravel(),
-                (np.arange(3)[:, None] * rc + np.arange(v) * rv).ravel())
-        return hit
+            had = was != _NEVER
+            ring[at[had]] = bucket.T[had]
+            np.put(ring_id, at[had], was[had])
+        # the (key, window)s' rings as whole rows: (m, B) ids, (m, B, 3V) buckets
+        live = np.take(ring_id.reshape(-1, nb), rows, axis=0) > (new - nb)[:, None]
+        blocks = np.take(ring.reshape(-1, nb, c), rows, axis=0)
+        # (a float mask and keys-first output: einsum is ~2x slower with a bool operand or a
+        # transposed output)
+        tot_w[:, k] = np.einsum("mb,mbc->mc", live.astype(np.float64), blocks).T

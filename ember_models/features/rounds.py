@@ -36,7 +36,9 @@ class FeatureRounds:
         self.t_r = np.take(times, order)
         self.x_r = x_r = np.take(values.T, order, axis=1)
         finite = np.isfinite(x_r)
-        if not finite.all():
+        # every value observed (the usual table): rounds need not look for missing ones
+        self.complete = bool(finite.all())
+        if not self.complete:
             x_r[~finite] = np.nan                      # ±inf is missing, like NaN
         np.clip(x_r, -VALUE_LIMIT, VALUE_LIMIT, out=x_r)
         self.c_r = np.take(categories.T, order, axis=1)
@@ -56,6 +58,8 @@ class FeatureRounds:
         # slower)
         buf = np.empty((d, block), dtype=np.float32)
         rows = np.empty((block, d), dtype=np.float32)
+        v = x_r.shape[0]
+        ones = ((np.ones((v, block), bool), np.ones((v, block))) if self.complete else None)
         starts = self.layout.round_start[:-1]
         active = np.diff(self.layout.round_start)          # keys active in each round
         # Keys are independent, so work through them in blocks that keep their state in cache,
@@ -72,7 +76,7 @@ class FeatureRounds:
                     views = [StateViews(src, k0, k0 + n) for src in sources]
                     n_prev = n
                 b = a + n
-                inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b])
+                inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b], ones)
                 for (f, sl), st in zip(features, views):
                     buf[sl, :n] = f.step(st, inp)
                 np.copyto(rows[:n], buf[:, :n].T)
