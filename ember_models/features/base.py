@@ -123,9 +123,11 @@ class Feature(ABC):
 
     # -- evaluation --------------------------------------------------------------------------
     @abstractmethod
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         """Advance the n keys of `state` (arrays whose last axis has size n, updated in place) by
-        one event each; return the (n_outputs, n) outputs for these events."""
+        one event each and write the (n_outputs, n) outputs for these events into `out`
+        (float32, rows of the engine's round buffer: computed in float64 and rounded once, as
+        a ufunc with a float32 `out` does)."""
 
     def observed(self, inp: RoundInputs):
         return inp.observed(self._cols_key)

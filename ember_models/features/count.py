@@ -20,7 +20,10 @@ class EventCount(Feature):
     def state_spec(self):
         return {"n": ((), "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         n = state["n"]
         n += 1.0
-        return (np.log1p(n) if self.log1p else n.copy())[None, :]
+        if self.log1p:
+            np.log1p(n, out=out[0])
+        else:
+            out[0] = n

@@ -35,8 +35,7 @@ class CyclicalTime(Feature):
     def state_spec(self):
         return {}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
-        out = np.empty((2 * len(self.periods), len(inp)), dtype=np.float32)
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         for i, p in enumerate(self.periods):
             period, shift = PERIODS[p]
             # The fraction of the period first, so the angle is small and sin/cos stay precise
@@ -46,4 +45,3 @@ class CyclicalTime(Feature):
             angle = ((cycles - np.floor(cycles)) * (2.0 * np.pi)).astype(np.float32)
             np.sin(angle, out=out[2 * i])
             np.cos(angle, out=out[2 * i + 1])
-        return out

@@ -15,10 +15,13 @@ class Delta(Feature):
     def state_spec(self):
         return {"last": ((len(self.fields),), "<f8", np.nan)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, _ = self.observed(inp)
         last = state["last"]
-        d = x0 - last
-        d[~(obs & np.isfinite(last))] = 0.0
-        np.copyto(last, x0, where=obs)
-        return d
+        known = np.isfinite(last)
+        full = self.complete(inp)
+        if not full:
+            known &= obs
+        np.subtract(x0, last, out=out)
+        np.copyto(out, 0.0, where=~known)
+        np.copyto(last, x0, where=True if full else obs)

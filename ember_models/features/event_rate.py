@@ -31,10 +31,10 @@ class EventRate(Feature):
     def state_spec(self):
         return {"n": ((len(self.half_lives_s),), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         n, t_last = state["n"], state["t_last"]
         dt = elapsed(inp.times, t_last)
         n *= np.exp2(dt * self._neg_inv_h)                 # (H, n)
         n += 1.0
         np.fmax(t_last, inp.times, out=t_last)
-        return n * self._scale
+        np.multiply(n, self._scale, out=out)

@@ -40,7 +40,7 @@ class Ewma(Feature):
         return {"w": (vh, "<f8", 0.0), "mean": (vh, "<f8", 0.0), "var": (vh, "<f8", 0.0),
                 "t_last": ((), "<f8", np.nan)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, _, x0, obsf = self.observed(inp)                              # (V, n)
         w, mean, var, t_last = state["w"], state["mean"], state["var"], state["t_last"]
         w *= np.exp2(elapsed(inp.times, t_last) * self._neg_inv_h)       # (H, n), shared by V
@@ -60,10 +60,9 @@ class Ewma(Feature):
         ad *= d
         var += ad
         var *= 1.0 - alpha
-        n = len(inp)
         if not self.std:
-            return mean.reshape(-1, n)
-        out = np.empty((len(self.fields), len(self.half_lives_s), 2, n))
+            out[...] = mean.reshape(-1, len(inp))
+            return
+        out = out.reshape(len(self.fields), len(self.half_lives_s), 2, -1, copy=False)
         out[:, :, 0] = mean
         np.sqrt(var, out=out[:, :, 1])
-        return out.reshape(-1, n)

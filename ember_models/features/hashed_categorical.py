@@ -31,7 +31,7 @@ class HashedCategorical(Feature):
         c = len(self.fields)
         return {"counts": ((c, self.buckets), "<f8", 0.0), "total": ((c,), "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out32: np.ndarray) -> None:
         cols = self.columns
         h = inp.categories[cols[0]:cols[0] + 1] if len(cols) == 1 else inp.categories[list(cols)]
         c, n, b = h.shape[0], len(inp), self.buckets
@@ -60,7 +60,7 @@ class HashedCategorical(Feature):
                 out[:, b] = (1.0 - share) * presentf
                 np.put(flat, at, seen + presentf)
                 total += presentf
-        return out.reshape(-1, n)
+        out32[...] = out.reshape(-1, n)
 
     def _index(self, key, make):
         """Index arrays that depend only on the round's shape and strides (cached)."""

@@ -29,12 +29,18 @@ class Impute(Feature):
             return {"fill": (v, "<f8", 0.0)}
         return {"n": (v, "<f8", 0.0), "fill": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, obsf = self.observed(inp)
         fill = state["fill"]
-        value = np.where(obs, x0, fill)
-        if self.strategy == "last":
-            np.copyto(fill, x0, where=obs)
+        out = out.reshape(len(self.fields), 2, -1, copy=False)        # (field, value/missing, n)
+        full = self.complete(inp)
+        if full:                             # every value observed: the value itself, flag 0
+            out[:, 0] = x0
+            out[:, 1] = 0.0
         else:
-            welford_update(state["n"], fill, state["m2"], x0, obsf, self.complete(inp))
-        return np.stack([value, 1.0 - obsf], axis=1).reshape(-1, len(inp))
+            out[:, 0] = np.where(obs, x0, fill)
+            np.subtract(1.0, obsf, out=out[:, 1])
+        if self.strategy == "last":
+            np.copyto(fill, x0, where=True if full else obs)
+        else:
+            welford_update(state["n"], fill, state["m2"], x0, obsf, full)

@@ -20,13 +20,20 @@ class Rate(Feature):
         v = (len(self.fields),)
         return {"last": (v, "<f8", np.nan), "t_last": (v, "<f8", np.nan), "rate": (v, "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, obsf = self.observed(inp)
         last, t_last, rate = state["last"], state["t_last"], state["rate"]
         t = inp.times
         dt = t - t_last                       # NaN where never observed
-        moving = obs & (dt > 0.0)             # NaN > 0 is False
-        np.divide(x0 - last, dt, out=rate, where=moving)
-        np.copyto(last, x0, where=obs)
-        np.copyto(t_last, np.fmax(t_last, t), where=obs)
-        return rate * obsf
+        moving = dt > 0.0                     # NaN > 0 is False
+        if self.complete(inp):                # every value observed: no masks
+            np.divide(x0 - last, dt, out=rate, where=moving)
+            np.copyto(last, x0)
+            np.fmax(t_last, t, out=t_last)
+            out[...] = rate
+        else:
+            moving &= obs
+            np.divide(x0 - last, dt, out=rate, where=moving)
+            np.copyto(last, x0, where=obs)
+            np.copyto(t_last, np.fmax(t_last, t), where=obs)
+            np.multiply(rate, obsf, out=out)

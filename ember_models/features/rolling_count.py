@@ -37,7 +37,7 @@ class RollingCountWindow(Feature):
                 "ref": ((v,), "<f8", 0.0), "sum": ((v, s), "<f8", 0.0),
                 "sumsq": ((v, s), "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, obsf = self.observed(inp)                           # (V, n)
         buf, count, ref = state["buf"], state["count"], state["ref"]     # (V, cap, n), (V, n)
         s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
@@ -77,13 +77,13 @@ class RollingCountWindow(Feature):
             inv = self._inv_sizes
         else:
             inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
-        out = np.empty((v, len(self.sizes), 2, n))
-        mean = np.multiply(s, inv, out=out[:, :, 0])
+        out = out.reshape(v, len(self.sizes), 2, n, copy=False)
+        mean = s * inv
         var = ss * inv
         var -= mean * mean
         np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, :, 1])
-        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
-        return out.reshape(-1, n)
+        # ref is 0 until the first observation, like the sums
+        np.add(mean, ref[:, None, :], out=out[:, :, 0])
 
     def _cells(self, v, n, sv, sp, sk):
         """Flat offsets of slot 0 of each (field, key) of the buffer, and of each slot

@@ -44,7 +44,7 @@ class RollingTimeWindow(Feature):
                 "open_id": ((nw,), "<i8", _NEVER), "ref": ((v,), "<f8", 0.0),
                 "seen": ((v,), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, obsf = self.observed(inp)                            # (V, n)
         closed, open_, open_id, ref, seen, t_last = (
             state[k] for k in ("closed_total", "open", "open_id", "ref", "seen", "t_last"))
@@ -63,17 +63,16 @@ class RollingTimeWindow(Feature):
         open_[:, 1] += y
         open_[:, 2] += y * y
         tot = closed + open_                                               # (W, 3, V, n)
-        out = np.empty_like(tot)
+        out = out.reshape(tot.shape, copy=False)
         cnt = tot[:, 0]
         np.log1p(cnt, out=out[:, 0])
         # every key was just observed in every field: no window is empty (count >= 1)
         inv = 1.0 / cnt if full else 1.0 / np.maximum(cnt, 1.0)
-        mean = np.multiply(tot[:, 1], inv, out=out[:, 1])
+        mean = tot[:, 1] * inv
         var = tot[:, 2] * inv
         var -= mean * mean
         np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])
-        mean += ref if full else ref * (cnt > 0)        # an empty window's mean is 0
-        return out.reshape(-1, n)
+        np.add(mean, ref if full else ref * (cnt > 0), out=out[:, 1])  # an empty window's is 0
 
     def _close(self, state: State, w: int, k: np.ndarray, bid: np.ndarray) -> None:
         """Keys k moved to bucket bid[k] of window w: file the open bucket into the ring, start

@@ -78,7 +78,7 @@ class FeatureRounds:
                 b = a + n
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b], ones)
                 for (f, sl), st in zip(features, views):
-                    buf[sl, :n] = f.step(st, inp)
+                    f.step(st, inp, buf[sl, :n])
                 np.copyto(rows[:n], buf[:, :n].T)
                 yield a, n, rows[:n]
 

@@ -21,8 +21,11 @@ class TimeSinceLast(Feature):
     def state_spec(self):
         return {"t_last": ((), "<f8", np.nan)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         t_last = state["t_last"]
         dt = elapsed(inp.times, t_last)
         np.fmax(t_last, inp.times, out=t_last)
-        return (np.log1p(dt) if self.log1p else dt)[None, :]
+        if self.log1p:
+            np.log1p(dt, out=out[0])
+        else:
+            out[0] = dt

@@ -17,8 +17,10 @@ class WelfordStats(Feature):
         v = (len(self.fields),)
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, _, x0, obsf = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
         welford_update(n, mean, m2, x0, obsf, self.complete(inp))
-        return np.stack([mean, welford_std(n, m2)], axis=1).reshape(-1, len(inp))
+        out = out.reshape(len(self.fields), 2, -1, copy=False)        # (field, mean/std, n)
+        out[:, 0] = mean
+        welford_std(n, m2, out=out[:, 1])

@@ -26,7 +26,7 @@ class ZScore(Feature):
         v = (len(self.fields),)
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
-    def step(self, state: State, inp: RoundInputs) -> np.ndarray:
+    def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, _, x0, obsf = self.observed(inp)
         n, mean, m2 = state["n"], state["mean"], state["m2"]
         # A floor relative to the mean's size, so float noise on a constant does not explode.
@@ -35,6 +35,5 @@ class ZScore(Feature):
         z /= scale
         np.clip(z, -self.clip, self.clip, out=z)
         full = self.complete(inp)
-        z *= (n >= 2.0) if full else obsf * (n >= 2.0)
+        np.multiply(z, (n >= 2.0) if full else obsf * (n >= 2.0), out=out)
         welford_update(n, mean, m2, x0, obsf, full)
-        return z
