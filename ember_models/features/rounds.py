@@ -17,6 +17,11 @@ from .base import RoundInputs, StateViews
 # (squares of 1e15 are 1e30), with no clipping pass over the outputs.
 VALUE_LIMIT = 1e15
 
+# Rows per call of the stateless features (see FeatureRounds.__iter__): enough rounds per call
+# that their per-call cost vanishes, few enough that the span stays in cache (4 outputs of
+# cyclical time: 256 KB).
+SPAN_ROWS = 16384
+
 
 class FeatureRounds:
     """Iterate once: yields (row, n, features) per round and block of keys, where ``row`` is
@@ -47,19 +52,33 @@ class FeatureRounds:
 
     def __iter__(self):
         engine, codec = self.engine, self.engine.codec
-        features = list(zip(engine.features, engine._slices))
         # per feature: (state name, ranked array, whether the key is its first axis)
         sources = [[(local, self.ranked[flat], codec.key_axis[flat] == 0) for flat, local in keys]
                    for keys in engine._state_keys]
+        # Features without state (cyclical time, a hashed categorical without novelty) give an
+        # event's outputs from that event alone. With all keys in one block the rounds are
+        # consecutive spans of the round-ordered inputs, so these features run once per span
+        # of SPAN_ROWS rows (many rounds) and each round copies its columns out.
+        spans = self.block >= self.n_keys
+        stateless, n_out = [], 0          # (feature, its rows in buf, its rows in span_buf)
+        for f, sl, src in zip(engine.features, engine._slices, sources):
+            if spans and not src:
+                stateless.append((f, sl, slice(n_out, n_out + sl.stop - sl.start)))
+                n_out += sl.stop - sl.start
+        features = [(f, sl, src) for f, sl, src in zip(engine.features, engine._slices, sources)
+                    if not (spans and not src)]
         t_r, x_r, c_r = self.t_r, self.x_r, self.c_r
-        d, block = engine.n_features, self.block
+        d, block, n_rows = engine.n_features, self.block, t_r.shape[0]
         # features x keys as steps return them; one transposition per round to events x features
         # (the buffer is exactly `block` wide: a wider row stride makes that transposition ~3x
         # slower)
         buf = np.empty((d, block), dtype=np.float32)
         rows = np.empty((block, d), dtype=np.float32)
-        v = x_r.shape[0]
-        ones = ((np.ones((v, block), bool), np.ones((v, block))) if self.complete else None)
+        span = max(SPAN_ROWS, block) if stateless else 0
+        span_buf = np.empty((n_out, span), dtype=np.float32)
+        s0 = s1 = 0                       # rows of the span computed in span_buf
+        v, width = x_r.shape[0], max(block, span)
+        ones = ((np.ones((v, width), bool), np.ones((v, width))) if self.complete else None)
         starts = self.layout.round_start[:-1]
         active = np.diff(self.layout.round_start)          # keys active in each round
         # Keys are independent, so work through them in blocks that keep their state in cache,
@@ -73,11 +92,19 @@ class FeatureRounds:
                 if n <= 0:
                     break      # rounds only lose keys: none of this block is left
                 if n != n_prev:          # the keys' state views (codec.slice, per feature)
-                    views = [StateViews(src, k0, k0 + n) for src in sources]
+                    views = [StateViews(src, k0, k0 + n) for _, _, src in features]
                     n_prev = n
                 b = a + n
+                if stateless:
+                    if b > s1:
+                        s0, s1 = a, min(n_rows, a + span)
+                        inp = RoundInputs(t_r[s0:s1], x_r[:, s0:s1], c_r[:, s0:s1], ones)
+                        for f, _, at in stateless:
+                            f.step({}, inp, span_buf[at, :s1 - s0])
+                    for _, sl, at in stateless:
+                        buf[sl, :n] = span_buf[at, a - s0:b - s0]
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b], ones)
-                for (f, sl), st in zip(features, views):
+                for (f, sl, _), st in zip(features, views):
                     f.step(st, inp, buf[sl, :n])
                 np.copyto(rows[:n], buf[:, :n].T)
                 yield a, n, rows[:n]
