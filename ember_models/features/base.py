@@ -126,8 +126,9 @@ class Feature(ABC):
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         """Advance the n keys of `state` (arrays whose last axis has size n, updated in place) by
         one event each and write the (n_outputs, n) outputs for these events into `out`
-        (float32, rows of the engine's round buffer: computed in float64 and rounded once, as
-        a ufunc with a float32 `out` does)."""
+        (float32, rows of the engine's round buffer): compute in float64, then assign
+        (`out[...] = x` rounds once; a float64 ufunc with a float32 `out=` rounds the same
+        but runs 1.5-2x slower, through NumPy's buffered casting)."""
 
     def observed(self, inp: RoundInputs):
         return inp.observed(self._cols_key)

@@ -24,6 +24,6 @@ class EventCount(Feature):
         n = state["n"]
         n += 1.0
         if self.log1p:
-            np.log1p(n, out=out[0])
+            out[0] = np.log1p(n)
         else:
             out[0] = n

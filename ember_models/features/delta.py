@@ -22,6 +22,7 @@ class Delta(Feature):
         full = self.complete(inp)
         if not full:
             known &= obs
-        np.subtract(x0, last, out=out)
-        np.copyto(out, 0.0, where=~known)
+        d = x0 - last
+        np.copyto(d, 0.0, where=~known)
+        out[...] = d
         np.copyto(last, x0, where=True if full else obs)

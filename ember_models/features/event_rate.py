@@ -37,4 +37,4 @@ class EventRate(Feature):
         n *= np.exp2(dt * self._neg_inv_h)                 # (H, n)
         n += 1.0
         np.fmax(t_last, inp.times, out=t_last)
-        np.multiply(n, self._scale, out=out)
+        out[...] = n * self._scale

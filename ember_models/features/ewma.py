@@ -65,4 +65,4 @@ class Ewma(Feature):
             return
         out = out.reshape(len(self.fields), len(self.half_lives_s), 2, -1, copy=False)
         out[:, :, 0] = mean
-        np.sqrt(var, out=out[:, :, 1])
+        out[:, :, 1] = np.sqrt(var)

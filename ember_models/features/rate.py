@@ -36,4 +36,4 @@ class Rate(Feature):
             np.divide(x0 - last, dt, out=rate, where=moving)
             np.copyto(last, x0, where=obs)
             np.copyto(t_last, np.fmax(t_last, t), where=obs)
-            np.multiply(rate, obsf, out=out)
+            out[...] = rate * obsf

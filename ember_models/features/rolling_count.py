@@ -81,9 +81,9 @@ class RollingCountWindow(Feature):
         mean = s * inv
         var = ss * inv
         var -= mean * mean
-        np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, :, 1])
-        # ref is 0 until the first observation, like the sums
-        np.add(mean, ref[:, None, :], out=out[:, :, 0])
+        out[:, :, 1] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
+        out[:, :, 0] = mean
 
     def _cells(self, v, n, sv, sp, sk):
         """Flat offsets of slot 0 of each (field, key) of the buffer, and of each slot

@@ -65,14 +65,15 @@ class RollingTimeWindow(Feature):
         tot = closed + open_                                               # (W, 3, V, n)
         out = out.reshape(tot.shape, copy=False)
         cnt = tot[:, 0]
-        np.log1p(cnt, out=out[:, 0])
+        out[:, 0] = np.log1p(cnt)
         # every key was just observed in every field: no window is empty (count >= 1)
         inv = 1.0 / cnt if full else 1.0 / np.maximum(cnt, 1.0)
         mean = tot[:, 1] * inv
         var = tot[:, 2] * inv
         var -= mean * mean
-        np.sqrt(np.maximum(var, 0.0, out=var), out=out[:, 2])
-        np.add(mean, ref if full else ref * (cnt > 0), out=out[:, 1])  # an empty window's is 0
+        out[:, 2] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        mean += ref if full else ref * (cnt > 0)        # an empty window's mean is 0
+        out[:, 1] = mean
 
     def _close(self, state: State, w: int, k: np.ndarray, bid: np.ndarray) -> None:
         """Keys k moved to bucket bid[k] of window w: file the open bucket into the ring, start

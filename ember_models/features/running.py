@@ -24,9 +24,11 @@ def welford_update(n: np.ndarray, mean: np.ndarray, m2: np.ndarray, x0: np.ndarr
     m2 += delta
 
 
-def welford_std(n: np.ndarray, m2: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def welford_std(n: np.ndarray, m2: np.ndarray) -> np.ndarray:
     """Population standard deviation from Welford state (0 before two observations)."""
-    return np.sqrt(np.maximum(m2, 0.0) / np.maximum(n, 1.0), out=out)
+    var = np.maximum(m2, 0.0)
+    var /= np.maximum(n, 1.0)
+    return np.sqrt(var, out=var)
 
 
 def elapsed(times: np.ndarray, t_last: np.ndarray) -> np.ndarray:

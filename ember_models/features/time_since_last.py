@@ -26,6 +26,6 @@ class TimeSinceLast(Feature):
         dt = elapsed(inp.times, t_last)
         np.fmax(t_last, inp.times, out=t_last)
         if self.log1p:
-            np.log1p(dt, out=out[0])
+            out[0] = np.log1p(dt, out=dt)
         else:
             out[0] = dt

@@ -23,4 +23,4 @@ class WelfordStats(Feature):
         welford_update(n, mean, m2, x0, obsf, self.complete(inp))
         out = out.reshape(len(self.fields), 2, -1, copy=False)        # (field, mean/std, n)
         out[:, 0] = mean
-        welford_std(n, m2, out=out[:, 1])
+        out[:, 1] = welford_std(n, m2)

@@ -35,5 +35,6 @@ class ZScore(Feature):
         z /= scale
         np.clip(z, -self.clip, self.clip, out=z)
         full = self.complete(inp)
-        np.multiply(z, (n >= 2.0) if full else obsf * (n >= 2.0), out=out)
+        z *= (n >= 2.0) if full else obsf * (n >= 2.0)
+        out[...] = z
         welford_update(n, mean, m2, x0, obsf, full)
