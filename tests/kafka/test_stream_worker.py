@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 import uuid
 
 import pyarrow as pa
@@ -225,30 +224,33 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
 
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
     rows, spiked = sample_rows(case.model, n_keys=8, events_per_key=500)
-    # The stream comes in two parts: the second starts only once both workers share the
-    # partitions, so both rebalances happen mid-stream however slow the machine is (a fixed
-    # rate alone let a loaded machine finish producing before b had joined).
-    first = len(rows) // 3
-    shared_now = threading.Event()
+    # The stream comes in three parts, each started by the test, so that both rebalances
+    # happen mid-stream however slow the machine is (a fixed rate alone let a loaded machine
+    # finish producing before b had joined): part 1 to a alone; part 2 once b has joined;
+    # part 3 as a leaves.
+    cut = [0, len(rows) // 3, 2 * len(rows) // 3, len(rows)]
+    gates = [threading.Event() for _ in range(3)]
+    gates[0].set()
 
-    def produce_in_two_parts() -> None:
-        case.produce(rows[:first], rate=150)
-        if shared_now.wait(180):
-            case.produce(rows[first:], rate=150)  # >= 10 s at this rate
+    def produce_in_parts() -> None:
+        for i, gate in enumerate(gates):
+            if not gate.wait(180):
+                return
+            case.produce(rows[cut[i]:cut[i + 1]], rate=150)
 
     a = case.worker("a", batch_size=50)
     a.wait_assigned(partitions=PARTITIONS)
-    producer = threading.Thread(target=produce_in_two_parts)
+    producer = threading.Thread(target=produce_in_parts)
     producer.start()
     wait_for(lambda: a.processed() > len(rows) // 10, 120, "a tenth processed", workers=[a])
     b = case.worker("b", batch_size=50)
     wait_for(lambda: (lambda ha, hb: ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
-                      and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS))
-                      and ha["positions"] and hb["positions"])
+                      and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS)))
              (a.health(), b.health()), 90, "two workers sharing the partitions", workers=[a, b])
-    shared_now.set()
-    time.sleep(2.0)  # both workers score part of the second half
-    assert producer.is_alive(), "the stream should still be flowing when a leaves"
+    gates[1].set()
+    wait_for(lambda: (lambda ha, hb: ha and hb and ha["positions"] and hb["positions"])(a.health(), b.health()),
+             90, "both workers scoring part 2", workers=[a, b])
+    gates[2].set()
     a.stop()  # a leaves mid-stream: b takes every partition, restoring a's keys from the changelog
     b.wait_assigned(partitions=PARTITIONS)
     producer.join()
