@@ -191,6 +191,26 @@ class RBM(Module):
         n = ops.shape(v)[0]
         return self._free_energy_from(v, ops.dot(v, self.weight) + self._bias_rows("hidden_bias", n))
 
+    def free_energy_columns(self, vt):
+        """``free_energy`` of the columns of ``vt`` [n_visible, n] (one sample per column),
+        for callers that hold their samples keys-last (the pipeline's detector): the same
+        formula with the products transposed (equal to ``free_energy(vt.T)`` up to the
+        rounding of the products), the biases added as broadcast columns (contiguous rows
+        here, so one pass) and the sums over units as vector-matrix products."""
+        shape = ops.shape(vt)
+        if len(shape) != 2 or shape[0] != self.n_visible:
+            raise ValueError(f"RBM.free_energy_columns: expected an array of shape "
+                             f"({self.n_visible}, n), got shape {tuple(shape)}")
+        vt = ops.asarray(vt, dtype=self._dt)
+        hidden_pre = (ops.matmul(ops.transpose(self.weight), vt)
+                      + ops.reshape(self.hidden_bias, (-1, 1)))
+        hidden = ops.dot(self._row_weights(self.n_hidden, 1.0), _softplus(hidden_pre))
+        if self.visible == "bernoulli":
+            return -ops.dot(self.visible_bias, vt) - hidden
+        visible = ops.dot(self._row_weights(self.n_visible, 0.5),
+                          ops.square(vt - ops.reshape(self.visible_bias, (-1, 1))))
+        return visible - hidden
+
     def _bias_rows(self, name: str, n: int):
         """Bias ``name`` repeated as n rows, for a same-shape add: tiled from the second call
         that sees the same bias array (training replaces it, never mutates it), grown as

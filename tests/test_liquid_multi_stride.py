@@ -123,3 +123,46 @@ def test_next_state_in_place_equals_the_new_array_it_would_return(unit, pool):
             assert got is h_own
             np.testing.assert_array_equal(got, expect)
             h = expect
+
+
+@pytest.mark.parametrize("unit,pool,mode", [("steps", "mean", "default"),
+                                            ("seconds", "mean", "default"),
+                                            ("steps", "last", "no_gate")])
+def test_keys_last_reservoir_steps_like_next_state_bit_for_bit(unit, pool, mode):
+    # the pipeline's batch loop steps the reservoir keys-last over a working array: the
+    # states it stores must be next_state's exactly — keys at different phases (some due,
+    # some not in one step), wired and plain branches, a column prefix (the keys still
+    # running) stepped through a view
+    from ember_models.liquid.keys_last import KeysLastReservoir, supports
+    cells = [WiredCfCCell(5, AutoNCP(10, 2, seed=1), mode=mode, seed=1),
+             CfCCell(5, 6, mode=mode, backbone_layers=0, seed=2),
+             WiredCfCCell(5, AutoNCP(9, 3, seed=3), mode=mode, seed=3)]
+    strides = [1, 3, 4] if unit == "steps" else [0.5, 2.0, 3.0]
+    ms = MultiStrideLiquid(cells, strides, unit, pool=pool).eval()
+    assert supports(ms)
+    res = KeysLastReservoir.for_network(ms)
+    batch, steps = 40, 12
+    x, dt = _data(batch=batch, steps=steps)
+    h = ms.initial_state(batch)
+    h[:, ms._book:ms._book + 3] = np.arange(batch)[:, None] % 4     # per-key phases
+    X = res.load(h)
+    np.testing.assert_array_equal(res.store(X), h)
+    for t in range(steps):
+        m = batch if t < steps // 2 else batch - 7
+        h = np.array(h, copy=True)
+        h[:m] = ms.next_state(x[:m, t], h[:m], dt[:m, t:t + 1])
+        res.step(X[:, :m], np.ascontiguousarray(x[:m, t].T), dt[:m, t].reshape(1, -1))
+        np.testing.assert_array_equal(res.store(X), h)
+    outs = np.concatenate([c.output(s) for c, s in zip(ms.branches, ms.branch_states(h))], 1)
+    np.testing.assert_array_equal(res.outputs(X).T, outs)
+    np.testing.assert_allclose(res.motor(res.outputs(X)).T, ms.output(h), rtol=1e-6, atol=1e-6)
+
+
+def test_keys_last_reservoir_refuses_what_it_cannot_step():
+    from ember_models.liquid.keys_last import KeysLastReservoir, supports
+    ms = MultiStrideLiquid([CfCCell(5, 6, seed=1)], [1])            # a backbone
+    assert not supports(ms)
+    with pytest.raises(ValueError, match="without a backbone"):
+        KeysLastReservoir(ms)
+    ms = MultiStrideLiquid([CfCCell(5, 6, mode="pure", backbone_layers=0, seed=1)], [1])
+    assert not supports(ms)

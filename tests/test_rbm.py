@@ -395,3 +395,22 @@ def test_kept_trainer_repacks_after_replaced_weights_and_failed_epochs():
     assert np.isfinite(kept["weight"]).all()
     for name, value in fresh.items():
         np.testing.assert_array_equal(kept[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("visible", ["bernoulli", "gaussian"])
+def test_free_energy_columns_equals_free_energy_of_the_rows(backend, visible):
+    # the pipeline's detector holds its samples keys-last (one per column); large
+    # pre-activations take softplus's stable branch
+    rng = np.random.default_rng(5)
+    with using_backend(backend):
+        rbm = RBM(7, 4, visible=visible, dtype="float32")
+        _set(rbm, rng.normal(0, 1.0, (7, 4)).astype(np.float32),
+             rng.normal(0, 0.5, 7).astype(np.float32), rng.normal(0, 0.5, 4).astype(np.float32))
+        for scale in (1.0, 40.0):
+            v = (rng.normal(0, scale, (50, 7))).astype(np.float32)
+            rows = _np(rbm.free_energy(ops.from_numpy(v)))
+            cols = _np(rbm.free_energy_columns(ops.from_numpy(np.ascontiguousarray(v.T))))
+            np.testing.assert_allclose(cols, rows, rtol=1e-5, atol=1e-4 * scale)
+        with pytest.raises(ValueError, match=r"free_energy_columns.*\(7, n\)"):
+            rbm.free_energy_columns(ops.from_numpy(v))

@@ -25,6 +25,7 @@ from .. import ops
 from ..features.engine import FeatureEngine
 from ..liquid import MultiStrideLiquid
 from ..liquid.cfc import CfCCell, WiredCfCCell
+from ..liquid.keys_last import KeysLastReservoir
 from ..rbm import RBM
 from ..wiring import AutoNCP
 from .key_state import RowLayout
@@ -71,20 +72,64 @@ class DetectorCore:
     def feature_names(self) -> list[str]:
         return self.engine.names
 
-    # ---- the reservoir's readout features -------------------------------------------------
-    def branch_outputs(self, h):
-        """The branches' outputs side by side: what the motor layer reads."""
-        outs = [c.output(s) for c, s in zip(self.liquid.branches, self.liquid.branch_states(h))]
-        return ops.concatenate(outs, axis=1)
+    # ---- the batch's state: keys-last while a batch runs -------------------------------------
+    # Per step every array op is over all keys x all features or units. The features, the CfC
+    # and the motor readout all compute keys-last (rows = features or units, columns = keys:
+    # the CfC's gate blocks are then contiguous rows), so the batch holds its per-key arrays
+    # that way: the standardisation's mean/variance [d, n], the reservoir's working array
+    # (liquid/keys_last.py) — no transposes between the parts per step. The per-key scalars
+    # are vectors [n]; the tails stay NumPy rows [n, ...] (tail.py's bookkeeping).
+    def reservoir(self) -> KeysLastReservoir:
+        return KeysLastReservoir.for_network(self.liquid)
 
-    def motor(self, outs):
-        return ops.matmul(outs, self.liquid.motor_w) + self.liquid.motor_b
+    def batch_state(self, rows) -> dict:
+        """Stored detector rows [n, width] (float64 NumPy) → the batch's state: name → array
+        (backend, keys-last as above; the ``FLOAT32_STATE`` ones in float32, which the float64
+        rows hold exactly, so a state saved between two micro-batches resumes bit for bit)."""
+        st = {}
+        for k, v in self.layout.split(rows).items():
+            if k in TailEvidence.NAMES:
+                st[k] = v
+            elif k in FLOAT32_STATE:
+                v32 = ops.astype(ops.from_numpy(v), ops.float32)
+                st[k] = (self.reservoir().load(v32) if k == "liquid"
+                         else ops.copy(ops.transpose(v32)))
+            else:
+                st[k] = ops.from_numpy(v)
+        return st
+
+    def batch_rows(self, st: dict):
+        """The batch's state → detector rows [n, width] (float64 NumPy)."""
+        out = {}
+        for k, v in st.items():
+            if k == "liquid":
+                v = self.reservoir().store(v)
+            elif k in FLOAT32_STATE:
+                v = ops.transpose(v)
+            out[k] = np.asarray(ops.to_numpy(v), np.float64)
+        return self.layout.join(out)
+
+    @staticmethod
+    def prefix(st: dict, m: int) -> dict:
+        """The state of the batch's first m keys (views where the backend has them)."""
+        return {k: (v[:m] if k in TailEvidence.NAMES or k not in FLOAT32_STATE else v[:, :m])
+                for k, v in st.items()}
+
+    @staticmethod
+    def put_prefix(st: dict, view: dict, m: int) -> None:
+        """Write a prefix's new state back (``step`` replaces arrays; the tails are updated
+        in place already)."""
+        for k, v in view.items():
+            if k in FLOAT32_STATE:
+                st[k][:, :m] = v
+            elif k not in TailEvidence.NAMES:
+                st[k][:m] = v
 
     # ---- one event for each of n keys ------------------------------------------------------
     def step(self, st: dict, t, x, f, learn: bool = False, reasons: bool = True):
-        """st: the n keys' state (name → backend array, replaced in the dict; the
-        ``FLOAT32_STATE`` arrays in float32, see Pipeline._run); t [n] epoch seconds; x [n, V]
-        values (NaN = missing); f [n, d] features (float32).
+        """st: the n keys' state (``batch_state``: name → backend array, replaced in the dict
+        or, the reservoir's, updated in place); t [n] epoch seconds; x [n, V] values (NaN =
+        missing); f [n, d] features (float32).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
         level, in its standard deviations; None when no key alerts or ``reasons`` is False),
         evidence [n, S],
@@ -92,6 +137,7 @@ class DetectorCore:
         learn_rows = (reservoir outputs before the event [n, n_out], targets u [n, d],
         valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
         s = self.settings
+        res = self.reservoir()
         n_seen = st["n_seen"]
         # every key of the batch past its first two events (the usual case once a backfill or
         # a stream is under way): the selects for new keys below would pick one side everywhere
@@ -100,28 +146,31 @@ class DetectorCore:
         # keys past their first event: every key once settled (needed then for learn rows only)
         seen_any = n_seen > 0.5 if (learn or not settled) else None
         # 1. per-key standardisation (plain averages while young, then exponential forgetting),
-        # in float32 like the features: every op here is over all keys x all features
-        f = ops.astype(f, ops.float32)
+        # in float32 like the features, keys-last: [d, n] (the features' transposed view: the
+        # first op reads it across, ~the cost of the transposed copy it replaces)
+        f = ops.transpose(ops.astype(f, ops.float32))
         mean, var = st["std_mean"], st["std_var"]
         if not settled:
-            mean = ops.where(ops.expand_dims(seen_any, 1), mean, f)
+            mean = ops.where(ops.reshape(seen_any, (1, -1)), mean, f)
         dlt = f - mean
         sd = ops.sqrt(var) + (1e-6 + 1e-6 * ops.abs(mean))
         u = ops.clip(dlt / sd, -s.clip, s.clip)
         if 1.0 / (n_min + 1.0) <= self._a_std:    # every key past the plain-average phase
             a = self._a_std
         else:
-            # (a column by reshape: expand_dims costs ~15x more in NumPy)
-            a = ops.astype(ops.reshape(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), (-1, 1)),
+            # (a row by reshape: expand_dims costs ~15x more in NumPy)
+            a = ops.astype(ops.reshape(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), (1, -1)),
                            ops.float32)
         adlt = a * dlt
         st["std_mean"] = mean + adlt
         st["std_var"] = (1.0 - a) * (var + adlt * dlt)
         # 2. prediction error of the motor layer (it predicted u from the state before)
-        h = st["liquid"]
-        outs = self.branch_outputs(h)
-        err = u - self.motor(outs)
-        pred_raw = ops.matmul(err * err, self._mean_w)
+        X = st["liquid"]
+        outs = res.outputs(X)
+        if learn:       # (a view of X when the outputs' rows are adjacent: X moves on below)
+            outs = ops.copy(outs)
+        err = u - res.motor(outs)
+        pred_raw = ops.dot(self._mean_w, err * err)
         # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
         dt = ops.maximum(t - st["last_t"], 0.0)
         dt_mean = st["dt_mean"]
@@ -139,18 +188,15 @@ class DetectorCore:
                                 ops.where(seen_any, dt, dt_mean))
         ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
         ts = ops.minimum(ts, 100.0)     # >= 0 already (dt >= 0, dt_mean >= 0); clip costs 3x
-        # in place: the batch loop owns h (a float32 copy made per batch, see Pipeline._run),
-        # and the old state is not read after this (outs above is its own array)
-        h_new = self.liquid.next_state(u, h, ops.astype(ops.reshape(ts, (-1, 1)), ops.float32),
-                                       in_place=True)
+        res.step(X, u, ops.astype(ops.reshape(ts, (1, -1)), ops.float32))     # in place
         st["dt_mean"], st["last_t"] = dt_mean, t
         # 4. RBM free energy, label head; the values, both directions: the raw scores are
         # written straight into one float64 NumPy array (the tail evidence is NumPy
         # bookkeeping), columns [values, -values, prediction error, free energy, label head]
-        fe = self.rbm.free_energy(u)
+        fe = self.rbm.free_energy_columns(u)
         # the label head judges the event itself: the reservoir after it, and its features
-        outs_after = (ops.concatenate([self.branch_outputs(h_new), u], axis=1)
-                      if (learn or self.label_w is not None) else None)
+        after = (ops.concatenate([res.outputs(X), u], axis=0)
+                 if (learn or self.label_w is not None) else None)
         v = self.n_values
         raw = np.empty((ops.shape(fe)[0], 2 * v + len(MODEL_STREAMS)))
         x_np = ops.to_numpy(x)
@@ -158,8 +204,7 @@ class DetectorCore:
         np.negative(x_np, out=raw[:, v:2 * v])
         raw[:, 2 * v] = ops.to_numpy(pred_raw)
         raw[:, 2 * v + 1] = ops.to_numpy(fe)
-        raw[:, 2 * v + 2] = (ops.to_numpy(ops.matmul(outs_after, self.label_w[:-1])
-                                          + self.label_w[-1])
+        raw[:, 2 * v + 2] = (ops.to_numpy(ops.dot(self.label_w[:-1], after) + self.label_w[-1])
                              if self.label_w is not None else np.nan)
         if not settled:     # a key's first event has no prediction: no model scores
             raw[ops.to_numpy(n_seen) < 1.5, 2 * v:] = np.nan
@@ -181,10 +226,11 @@ class DetectorCore:
                                      quiet) if any_alert else quiet)
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
-        dev = dlt / ops.maximum(sd, 0.1 * ops.abs(mean)) if reasons and any_alert else None
-        st["liquid"] = h_new
+        dev = (ops.transpose(dlt / ops.maximum(sd, 0.1 * ops.abs(mean)))
+               if reasons and any_alert else None)
         st["n_seen"] = n_seen + 1.0
-        rows = (outs, u, seen_any, outs_after) if learn else None
+        rows = ((ops.transpose(outs), ops.transpose(u), seen_any, ops.transpose(after))
+                if learn else None)
         return score, alert, dev, evidence, rows
 
     def get_config(self) -> dict:

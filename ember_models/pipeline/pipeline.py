@@ -27,13 +27,12 @@ import pyarrow.compute as pc
 
 from .. import model_file, ops
 from ..config import EmberConfig, parse_config
-from .core import FLOAT32_STATE, DetectorCore
+from .core import DetectorCore
 from ..features.layout import RoundLayout
 from .events import KeyGrid, grid_from_layout
 from .key_state import pack_many, unpack_many
 from .learning import Learner
 from .settings import PipelineSettings
-from .tail import TailEvidence
 
 PIPELINE_CLASS = "Pipeline"
 
@@ -179,11 +178,9 @@ class Pipeline:
         code = np.take(layout.rank, cols.key_index)        # input row → grid key
         fstate, rows, restarted = self._gather_states(grid.keys, states)
         n_keys, n = len(grid.keys), table.num_rows
-        # the tail statistics stay NumPy (updated in place); the rest lives on the backend
-        st = {k: (v if k in TailEvidence.NAMES else ops.from_numpy(v))
-              for k, v in core.layout.split(rows).items()}
-        for k in FLOAT32_STATE:                            # the batch computes these in float32
-            st[k] = ops.astype(st[k], ops.float32)
+        # the tail statistics stay NumPy (updated in place); the rest lives on the backend,
+        # keys-last where the detector computes that way (DetectorCore.batch_state)
+        st = core.batch_state(rows)
         # Everything per step is in round order (step t's events are the rows r0:r0 + m of
         # layout.order, grid keys in order): each step reads and writes slices, not gathers.
         order = layout.order
@@ -199,16 +196,12 @@ class Pipeline:
                   if n_keys else ())
         for r0, m, feats in rounds:
             r1 = r0 + m
-            view = st if m == n_keys else {k: v[:m] for k, v in st.items()}
+            view = st if m == n_keys else core.prefix(st, m)
             s, a, dev, evid, learned = core.step(
                 view, ops.from_numpy(rounds.t_r[r0:r1]), ops.from_numpy(rounds.x_r[:, r0:r1].T),
                 ops.from_numpy(feats), learn=learn, reasons=details)
-            if m == n_keys:
-                st = view
-            else:   # the keys still running are a prefix: write their new rows back
-                for k in st:
-                    if k not in TailEvidence.NAMES:
-                        st[k][:m] = view[k]
+            if m < n_keys:      # the keys still running are a prefix: write their state back
+                core.put_prefix(st, view, m)
             score_r[r0:r1] = ops.to_numpy(s)
             a_np = ops.to_numpy(a)
             alert_r[r0:r1] = a_np
@@ -221,8 +214,7 @@ class Pipeline:
         score, alert = np.empty(n), np.empty(n, bool)
         score[order], alert[order] = score_r, alert_r
         fstate = rounds.state() if n_keys else None
-        final = (core.layout.join({k: np.asarray(ops.to_numpy(v), np.float64)
-                                   for k, v in st.items()}) if n_keys else None)
+        final = core.batch_rows(st) if n_keys else None
         run = _Run(grid, cols.times, cols.values, score, alert, found, fstate, final, restarted,
                    code)
         run.learned = self.learner.collect(collected, n) if learn else None
