@@ -71,7 +71,12 @@ class RollingCountWindow(Feature):
             np.put(flat, at[obs], y[obs])
             count += obs            # int += bool: exact
             wrapped = obs & ((count & mask) == 0)
-        if wrapped.any():
+        if wrapped.all():
+            # every (field, key) at once (a backfill's fresh keys with complete data wrap in
+            # the same rounds): the whole buffer, fields x keys rows in C order, as
+            # cell[wrapped] and np.nonzero would give them
+            self._recompute_all(buf, ref, s, ss)
+        elif wrapped.any():
             self._recompute(flat, slots, cell[wrapped], ref, s, ss, *np.nonzero(wrapped))
         if count.min() >= self.sizes[-1]:    # every window full: 1/size
             inv = self._inv_sizes
@@ -98,17 +103,40 @@ class RollingCountWindow(Feature):
         return hit
 
     def _recompute(self, flat, slots, cell, ref, s, ss, fields, keys) -> None:
-        # The buffer just wrapped: slots 0..cap-1 hold the last `cap` values, oldest first.
+        """The buffers of (fields[i], keys[i]) just wrapped: slots 0..cap-1 hold their last
+        `cap` values, oldest first. Recentre them on their mean and recompute the sums."""
         at = cell[:, None] + slots                                       # (m, cap)
         b = np.take(flat, at)                                            # (m, cap) copy
-        # what b.mean(axis=1) computes (a sum, then / count), without np.mean's ~10 us of
-        # Python-level overhead
+        shift = self._recentre(b)
+        ref[fields, keys] += shift
+        np.put(flat, at, b)
+        for j, (total, squares) in enumerate(self._sums(b)):
+            s[fields, j, keys] = total
+            ss[fields, j, keys] = squares
+
+    def _recompute_all(self, buf, ref, s, ss) -> None:
+        """`_recompute` of every (field, key) of the round: the (V, cap, n) buffer as
+        (V*n, cap) rows by one transposing copy (~15x faster than take/put at positions)."""
+        v, cap, n = buf.shape
+        b = buf.transpose(0, 2, 1).reshape(-1, cap)                      # (V*n, cap) copy
+        shift = self._recentre(b)
+        ref += shift.reshape(v, n)
+        buf[...] = b.reshape(v, n, cap).transpose(0, 2, 1)
+        for j, (total, squares) in enumerate(self._sums(b)):
+            s[:, j] = total.reshape(v, n)
+            ss[:, j] = squares.reshape(v, n)
+
+    def _recentre(self, b: np.ndarray) -> np.ndarray:
+        """Subtract each row's mean from the rows of b in place; return the means. (What
+        b.mean(axis=1) computes, a sum then / count, without np.mean's ~10 us of Python-level
+        overhead.)"""
         shift = np.add.reduce(b, axis=1)
         shift /= self.capacity
         b -= shift[:, None]
-        ref[fields, keys] += shift
-        np.put(flat, at, b)
-        for j, size in enumerate(self.sizes):
+        return shift
+
+    def _sums(self, b: np.ndarray):
+        """(sum, sum of squares) of each row's last `size` values, for each window size."""
+        for size in self.sizes:
             tail = b[:, self.capacity - size:]
-            s[fields, j, keys] = np.add.reduce(tail, axis=1)
-            ss[fields, j, keys] = np.add.reduce(tail * tail, axis=1)
+            yield np.add.reduce(tail, axis=1), np.add.reduce(tail * tail, axis=1)
