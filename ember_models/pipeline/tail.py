@@ -80,15 +80,36 @@ class TailEvidence:
             if weights is not None:
                 ev *= np.take(weights, flat % s)
             np.put(evidence, flat, ev)
-            # the row maxima from the (few) pairs with evidence; the rest of a row is 0
-            np.maximum.at(best, flat // s, ev)
+            # the row maxima (the rest of a row is 0): from the pairs with evidence while they
+            # are few (warm keys: K/n of them); a column loop once they are many (a young
+            # key's values are mostly above its short tail; ufunc.at costs ~0.1 us a pair,
+            # and NumPy reduces short rows one row at a time)
+            if len(flat) < n // 2:
+                np.maximum.at(best, flat // s, ev)
+            else:
+                np.copyto(best, evidence[:, 0])
+                for j in range(1, s):
+                    np.maximum(best, evidence[:, j], out=best)
         # the kept values of the (key, score) rows: the new value evicts the min
         top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
-        np.put(top1, flat * k + np.take(slot1, flat).astype(np.int64), r)
+        pos = flat * k + np.take(slot1, flat).astype(np.int64)
+        np.put(top1, pos, r)
         # (a tail that has counted k values holds k real ones: while it had an empty slot every
         # finite value entered it; so its min is real and the select is needed only before)
         np.put(total1, flat, total_before + (r - old if n_full == len(flat)
                                              else np.where(old > EMPTY, r - old, r)))
+        if n_full < len(flat):
+            # A tail with an empty slot (min EMPTY) took the value into its first empty slot
+            # (the argmin: the first of the minima), so the slots before it are filled; if the
+            # next slot is empty too, it is the new argmin and the min stays EMPTY — no row
+            # search for the tails still filling (every finite value of a young key: ~K times
+            # more pairs than once warm). Rows that filled up search as below.
+            nxt = pos + 1
+            filling = (old == EMPTY) & (nxt % k != 0)
+            filling[filling] = np.take(top1, nxt[filling]) == EMPTY
+            if filling.any():
+                np.put(slot1, flat[filling], (nxt[filling] % k).astype(np.float64))
+                flat = flat[~filling]
         rows = np.take(top.reshape(-1, k), flat, axis=0)
         new_slot = np.argmin(rows, axis=1)
         # the value at the argmin (a flat take: rows.min(axis=1) reduces row by row, 3x slower)
