@@ -22,8 +22,7 @@ class RollingCountWindow(Feature):
         self.sizes = tuple(sorted({int(s) for s in sizes}))
         if self.sizes[0] < 2:
             raise ValueError(f"rolling_count sizes must be >= 2, got {list(sizes)}")
-        self._sizes = np.asarray(self.sizes, dtype=np.int64)[None, :, None]      # (1, S, 1)
-        self._sizes_f = self._sizes.astype(np.float64)
+        self._sizes_f = np.asarray(self.sizes, dtype=np.float64)[None, :, None]   # (1, S, 1)
         self._inv_sizes = 1.0 / self._sizes_f
         self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
         self._cell_cache: dict = {}
@@ -51,26 +50,29 @@ class RollingCountWindow(Feature):
             np.copyto(ref, x0, where=obs & (count == 0))
             y = (x0 - ref) * obsf                                        # 0 where missing
         flat, (sv, sp, sk) = flat_view(state, "buf")
-        cell, slots = self._cells(v, n, sv, sp, sk)                      # (V, n) slot 0
+        cell, slots, table = self._cells(v, n, sv, sp, sk)               # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
-        # The value leaving each window. Slots are 0 until written and a window of n can only
-        # reach back past the first value while fewer than n values were seen, so no mask.
-        leaving = np.take(flat, ((pos[:, None, :] - self._sizes) & mask) * sp + cell[:, None, :])
+        # Flat positions of the next slot (row 0) and of the value leaving each window (rows
+        # 1..S). Slots are 0 until written and a window of n can only reach back past the first
+        # value while fewer than n values were seen, so no mask.
+        at = np.take(table, pos, axis=1)                                 # (1+S, V, n)
+        at += cell
+        leaving = np.take(flat, at[1:]).transpose(1, 0, 2)               # (V, S, n) view
+        at = at[0]
         y3 = y[:, None, :]
-        at = pos * sp + cell
         if full:
             s += y3 - leaving
             ss += y3 * y3 - leaving * leaving
             np.put(flat, at, y)
             count += 1
-            wrapped = (count & mask) == 0
+            wrapped = pos == mask            # count & mask is 0 now
         else:
             obs3 = obsf[:, None, :]
             s += (y3 - leaving) * obs3
             ss += (y3 * y3 - leaving * leaving) * obs3
             np.put(flat, at[obs], y[obs])
             count += obs            # int += bool: exact
-            wrapped = obs & ((count & mask) == 0)
+            wrapped = obs & (pos == mask)
         if wrapped.all():
             # every (field, key) at once (a backfill's fresh keys with complete data wrap in
             # the same rounds): the whole buffer, fields x keys rows in C order, as
@@ -91,15 +93,19 @@ class RollingCountWindow(Feature):
         out[:, :, 0] = mean
 
     def _cells(self, v, n, sv, sp, sk):
-        """Flat offsets of slot 0 of each (field, key) of the buffer, and of each slot
-        relative to it (cached: they depend on the shape and strides of the round's view)."""
+        """Flat offsets of slot 0 of each (field, key) of the buffer, of each slot relative to
+        it, and a (1+S, capacity) table: row 0 the offset of slot p, row j the offset of slot
+        p - sizes[j-1] (mod capacity). Cached: they depend on the shape and strides of the
+        round's view."""
         key = (v, n, sv, sp, sk)
         hit = self._cell_cache.get(key)
         if hit is None:
             if len(self._cell_cache) > 4096:
                 self._cell_cache.clear()
+            back = np.asarray((0, *self.sizes), dtype=np.int64)[:, None]
+            table = ((np.arange(self.capacity) - back) & (self.capacity - 1)) * sp
             hit = self._cell_cache[key] = (np.arange(v)[:, None] * sv + np.arange(n) * sk,
-                                           np.arange(self.capacity) * sp)
+                                           np.arange(self.capacity) * sp, table)
         return hit
 
     def _recompute(self, flat, slots, cell, ref, s, ss, fields, keys) -> None:

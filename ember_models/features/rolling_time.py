@@ -51,7 +51,7 @@ class RollingTimeWindow(Feature):
         n = len(inp)
         full = self.complete(inp)            # every value observed: no masking needed
         np.copyto(ref, x0, where=(seen == 0) if full else obs & (seen == 0))
-        seen += obsf
+        seen += 1.0 if full else obsf          # (a scalar: cheaper than a mask of 1s)
         np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
         y = x0 - ref if full else (x0 - ref) * obsf
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
@@ -59,7 +59,7 @@ class RollingTimeWindow(Feature):
             moved = (bid[w] != open_id[w]).nonzero()[0]
             if moved.size:
                 self._close(state, w, moved, bid[w])
-        open_[:, 0] += obsf
+        open_[:, 0] += 1.0 if full else obsf
         open_[:, 1] += y
         open_[:, 2] += y * y
         tot = closed + open_                                               # (W, 3, V, n)
