@@ -168,3 +168,31 @@ def test_data_config_without_categoricals():
     assert not any("hashed" in n for n in engine.names)
     out = engine.transform(pa.table({"k": ["a", "a"], "t": [0.0, 1.0], "v": [1, 2]})).values
     assert out.shape == (2, engine.n_features) and np.isfinite(out).all()
+
+
+def test_zscore_and_welford_of_the_same_fields_share_state_and_agree_with_each_alone():
+    """The engine evaluates a z-score and a Welford feature of the same fields on one set of
+    arrays (updated once): outputs and stored state must be those of each feature alone."""
+    from ember_models.config import WelfordSpec, ZScoreSpec
+    rng = np.random.default_rng(3)
+    n = 300
+    x = rng.normal(size=n)
+    x[rng.random(n) < 0.1] = np.nan
+    t = table(n=n, keys=("a", "b", "c", "d"), x=x, y=rng.normal(size=n) * 1e3)
+    both = FeatureEngine(DATA, [WelfordSpec(), ZScoreSpec(clip=3.0)])
+    assert both._state_alias, "the pair should share its state"
+    alone = {s.kind: FeatureEngine(DATA, [s]) for s in (WelfordSpec(), ZScoreSpec(clip=3.0))}
+    frame = both.transform(t)
+    state, _ = frame.state, frame.keys
+    for kind, eng in alone.items():
+        single = eng.transform(t)
+        cols = [both.names.index(name) for name in eng.names]
+        np.testing.assert_array_equal(frame.values[:, cols], single.values)
+        for name, arr in single.state.items():
+            np.testing.assert_array_equal(state[name], arr)
+    # resumed from the blobs, half way: still the same as one pass
+    blobs = {}
+    for part in (t.slice(0, 150), t.slice(150)):
+        out, blobs = both.step(part, blobs)
+    ref = both.transform(t)
+    np.testing.assert_array_equal(out.values, ref.values[150:])

@@ -23,6 +23,8 @@ from .layout import RoundLayout
 from .rounds import VALUE_LIMIT, FeatureRounds  # noqa: F401 (VALUE_LIMIT: public here)
 from .registry import build_feature
 from .state_codec import StateCodec
+from .welford import WelfordStats
+from .zscore import ZScore
 
 State = dict  # flat: "<feature>/<state name>" -> array whose LAST axis is the key
 
@@ -70,10 +72,36 @@ class FeatureEngine:
             dup = sorted({n for n in self._names if self._names.count(n) > 1})
             raise ValueError(f"feature output names collide: {dup}; give features distinct names")
         self.codec = StateCodec(spec, self._config_text())
+        self._state_alias, self._run_order = self._share_welford_state()
         self.center: np.ndarray | None = None   # set by fit()
         # Keys evaluated together per block (a speed knob only: results do not depend on it).
         self.block_keys = 65536
         self.scale_: np.ndarray | None = None
+
+    def _share_welford_state(self) -> tuple[dict[str, str], list[int]]:
+        """A z-score and a Welford feature of the same fields keep the same running count,
+        mean and M2: same initial values, same update, same events. So the engine evaluates
+        them on one set of arrays (the Welford feature's; {z-score state name: Welford state
+        name}), updated once, by the Welford step, with the z-score run just before it (it
+        scores each event against the statistics before it). The stored state keeps both
+        copies (the blob layout is unchanged). Returns (aliases, order of evaluation)."""
+        alias: dict[str, str] = {}
+        order = list(range(len(self.features)))
+        taken: set[int] = set()
+        for i, z in enumerate(self.features):
+            if not isinstance(z, ZScore):
+                continue
+            j = next((j for j, w in enumerate(self.features) if isinstance(w, WelfordStats)
+                      and w.columns == z.columns and j not in taken), None)
+            if j is None:
+                continue
+            taken.add(j)
+            z.updated_elsewhere = True
+            for name in ("n", "mean", "m2"):
+                alias[f"{self.specs[i].id}/{name}"] = f"{self.specs[j].id}/{name}"
+            order.remove(i)
+            order.insert(order.index(j), i)
+        return alias, order
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod

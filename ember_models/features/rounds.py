@@ -35,6 +35,8 @@ class FeatureRounds:
     def __init__(self, engine, layout, ranked: dict, times, values, categories,
                  block_keys: int):
         self.engine, self.layout, self.ranked = engine, layout, ranked
+        for name, shared in engine._state_alias.items():   # one array for equal state
+            ranked[name] = ranked[shared]
         order = layout.order
         # Inputs in round order, fields first: round r is the column block a:b (np.take:
         # ~5x faster than fancy indexing here).
@@ -61,12 +63,14 @@ class FeatureRounds:
         # of SPAN_ROWS rows (many rounds) and each round copies its columns out.
         spans = self.block >= self.n_keys
         stateless, n_out = [], 0          # (feature, its rows in buf, its rows in span_buf)
-        for f, sl, src in zip(engine.features, engine._slices, sources):
+        features = []                     # the others, in the engine's order of evaluation
+        for i in engine._run_order:
+            f, sl, src = engine.features[i], engine._slices[i], sources[i]
             if spans and not src:
                 stateless.append((f, sl, slice(n_out, n_out + sl.stop - sl.start)))
                 n_out += sl.stop - sl.start
-        features = [(f, sl, src) for f, sl, src in zip(engine.features, engine._slices, sources)
-                    if not (spans and not src)]
+            else:
+                features.append((f, sl, src))
         t_r, x_r, c_r = self.t_r, self.x_r, self.c_r
         d, block, n_rows = engine.n_features, self.block, t_r.shape[0]
         # features x keys as steps return them; one transposition per round to events x features

@@ -18,6 +18,9 @@ class ZScore(Feature):
     def __init__(self, fields=(), columns=(), prefix: str = "zscore", clip: float = 5.0):
         super().__init__(fields, columns, prefix)
         self.clip = float(clip)
+        # Set by the engine when a Welford feature of the same fields updates the same count,
+        # mean and M2 after this step (see FeatureEngine: the two share those arrays).
+        self.updated_elsewhere = False
 
     def names(self) -> list[str]:
         return self._field_names("")
@@ -37,4 +40,5 @@ class ZScore(Feature):
         full = self.complete(inp)
         z *= (n >= 2.0) if full else obsf * (n >= 2.0)
         out[...] = z
-        welford_update(n, mean, m2, x0, obsf, full)
+        if not self.updated_elsewhere:
+            welford_update(n, mean, m2, x0, obsf, full)
