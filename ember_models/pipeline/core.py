@@ -152,8 +152,14 @@ class DetectorCore:
         mean, var = st["std_mean"], st["std_var"]
         if not settled:
             mean = ops.where(ops.reshape(seen_any, (1, -1)), mean, f)
+        # (temporaries of this step updated in place where they are not read again: a
+        # quarter of a MB each at ~1,000 keys, so fewer of them stay in cache; the same
+        # operations on the same operands, so the same numbers)
         dlt = f - mean
-        sd = ops.sqrt(var) + (1e-6 + 1e-6 * ops.abs(mean))
+        abs_mean = ops.abs(mean)
+        sd = 1e-6 * abs_mean                # sd = sqrt(var) + (1e-6 + 1e-6·|mean|)
+        sd += 1e-6
+        sd += ops.sqrt(var)
         u = ops.clip(dlt / sd, -s.clip, s.clip)
         if 1.0 / (n_min + 1.0) <= self._a_std:    # every key past the plain-average phase
             a = self._a_std
@@ -163,7 +169,10 @@ class DetectorCore:
                            ops.float32)
         adlt = a * dlt
         st["std_mean"] = mean + adlt
-        st["std_var"] = (1.0 - a) * (var + adlt * dlt)
+        adlt *= dlt                         # var' = (1 - a)·(var + a·dlt·dlt)
+        adlt += var
+        adlt *= 1.0 - a
+        st["std_var"] = adlt
         # 2. prediction error of the motor layer (it predicted u from the state before)
         X = st["liquid"]
         outs = res.outputs(X)
@@ -226,7 +235,7 @@ class DetectorCore:
                                      quiet) if any_alert else quiet)
         # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
         # usual level counts as 1
-        dev = (ops.transpose(dlt / ops.maximum(sd, 0.1 * ops.abs(mean)))
+        dev = (ops.transpose(dlt / ops.maximum(sd, 0.1 * abs_mean))
                if reasons and any_alert else None)
         st["n_seen"] = n_seen + 1.0
         rows = ((ops.transpose(outs), ops.transpose(u), seen_any, ops.transpose(after))
