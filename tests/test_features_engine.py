@@ -196,3 +196,31 @@ def test_zscore_and_welford_of_the_same_fields_share_state_and_agree_with_each_a
         out, blobs = both.step(part, blobs)
     ref = both.transform(t)
     np.testing.assert_array_equal(out.values, ref.values[150:])
+
+
+def test_features_with_a_clock_share_one_and_agree_with_each_alone():
+    """Time since last, event rate, EWMA and rolling time windows each keep a per-key clock; the
+    engine evaluates them on one clock (advanced once per round): outputs and stored state must
+    be those of each feature alone, also resumed from blobs with a batch older than the last."""
+    from ember_models.config import EventRateSpec, EwmaSpec, RollingTimeSpec, TimeSinceLastSpec
+    rng = np.random.default_rng(4)
+    n = 240
+    times = T0 + np.cumsum(rng.exponential(30.0, n) * (rng.random(n) < 0.8))
+    t = table(n=n, keys=("a", "b", "c"), time=times, x=rng.normal(size=n))
+    specs = [TimeSinceLastSpec(), EwmaSpec(half_lives_s=[60.0]), EventRateSpec(),
+             RollingTimeSpec(windows_s=[300.0, 900.0], buckets=3)]
+    together = FeatureEngine(DATA, specs)
+    assert together._clock is not None
+    # the second batch starts before the first one ended (allowed between batches)
+    parts = (t.slice(0, 120), t.slice(120).set_column(
+        1, "time", pa.array(np.asarray(times[120:]) - 600.0)))
+    for spec in specs:
+        alone = FeatureEngine(DATA, [spec])
+        cols = [together.names.index(name) for name in alone.names]
+        blobs_t, blobs_a = {}, {}
+        for part in parts:
+            frame_t, blobs_t = together.step(part, blobs_t)
+            frame_a, blobs_a = alone.step(part, blobs_a)
+            np.testing.assert_array_equal(frame_t.values[:, cols], frame_a.values)
+            for name, arr in frame_a.state.items():
+                np.testing.assert_array_equal(frame_t.state[name], arr)

@@ -20,6 +20,8 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from .running import elapsed
+
 State = dict  # dict[str, np.ndarray], last axis = keys
 
 
@@ -88,6 +90,10 @@ class Feature(ABC):
 
     kind: ClassVar[str]
     reads: ClassVar[str] = "values"  # "values", "categories" or "none"
+    # The state array that is the key's clock, if the feature keeps one: NaN, then the max of
+    # the times of all the key's events so far (whatever their values). Read it through
+    # `clock`: the engine keeps one clock per key for all features that declare one.
+    clock_state: ClassVar[str | None] = None
 
     def __init__(self, fields: Sequence[str] = (), columns: Sequence[int] = (), prefix: str = ""):
         self.fields = tuple(fields)
@@ -95,6 +101,9 @@ class Feature(ABC):
         self.prefix = prefix or self.kind
         # None means "all value columns, in order": lets RoundInputs share the cached arrays.
         self._cols_key: tuple[int, ...] | None = self.columns
+        # Set by the engine when several features keep a clock: they then read one shared
+        # clock, which the engine advances once per round after all of them.
+        self.shared_clock = False
 
     def bind_all_columns(self, n_columns: int) -> None:
         """Called by the engine: if this feature reads every column in order, use the shared cache."""
@@ -132,6 +141,22 @@ class Feature(ABC):
 
     def observed(self, inp: RoundInputs):
         return inp.observed(self._cols_key)
+
+    def clock(self, state: State, inp: RoundInputs) -> tuple[np.ndarray, np.ndarray]:
+        """(dt, t): seconds since the key's previous event (0 for its first; never negative:
+        an event older than the previous one counts as simultaneous with it), and the key's
+        clock after this event. Advances the clock, unless it is shared (the engine does it
+        after the round). Both are read only (dt may be shared with other features)."""
+        t_last = state[self.clock_state]
+        if self.shared_clock:
+            hit = inp._cache.get("clock")
+            if hit is None:
+                hit = inp._cache["clock"] = (elapsed(inp.times, t_last),
+                                             np.fmax(t_last, inp.times))
+            return hit
+        dt = elapsed(inp.times, t_last)
+        np.fmax(t_last, inp.times, out=t_last)
+        return dt, t_last
 
     def complete(self, inp: RoundInputs) -> bool:
         return inp.complete(self._cols_key)

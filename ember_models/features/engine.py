@@ -73,6 +73,7 @@ class FeatureEngine:
             raise ValueError(f"feature output names collide: {dup}; give features distinct names")
         self.codec = StateCodec(spec, self._config_text())
         self._state_alias, self._run_order = self._share_welford_state()
+        self._clock = self._share_clock()
         self.center: np.ndarray | None = None   # set by fit()
         # Keys evaluated together per block (a speed knob only: results do not depend on it).
         self.block_keys = 65536
@@ -102,6 +103,24 @@ class FeatureEngine:
             order.remove(i)
             order.insert(order.index(j), i)
         return alias, order
+
+    def _share_clock(self) -> tuple[int, str] | None:
+        """Features that keep a clock (time since last, event rate, EWMA, rolling time
+        windows) keep equal ones: NaN at first, then max(clock, time) at every event. The
+        engine evaluates them on one array (the first one's): each reads it (through
+        `Feature.clock`, elapsed time computed once per round) and the engine advances it
+        after the round. The stored state keeps every copy (the blob layout is unchanged).
+        Returns (feature index, state name) of the shared clock, or None."""
+        clocked = [i for i, f in enumerate(self.features) if f.clock_state is not None]
+        if len(clocked) < 2:
+            return None
+        first = clocked[0]
+        shared = f"{self.specs[first].id}/{self.features[first].clock_state}"
+        for i in clocked:
+            self.features[i].shared_clock = True
+            if i != first:
+                self._state_alias[f"{self.specs[i].id}/{self.features[i].clock_state}"] = shared
+        return first, self.features[first].clock_state
 
     # ---- construction ------------------------------------------------------------------------
     @classmethod

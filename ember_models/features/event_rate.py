@@ -12,12 +12,12 @@ import math
 import numpy as np
 
 from .base import Feature, RoundInputs, State, fmt_seconds
-from .running import elapsed
 
 
 class EventRate(Feature):
     kind = "event_rate"
     reads = "none"
+    clock_state = "t_last"
 
     def __init__(self, half_lives_s=(600.0, 3600.0), prefix: str = "event_rate"):
         super().__init__(prefix=prefix)
@@ -32,9 +32,8 @@ class EventRate(Feature):
         return {"n": ((len(self.half_lives_s),), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        n, t_last = state["n"], state["t_last"]
-        dt = elapsed(inp.times, t_last)
+        n = state["n"]
+        dt, _ = self.clock(state, inp)
         n *= np.exp2(dt * self._neg_inv_h)                 # (H, n)
         n += 1.0
-        np.fmax(t_last, inp.times, out=t_last)
         out[...] = n * self._scale

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Feature, RoundInputs, State, fmt_seconds
-from .running import elapsed
 
 
 class Ewma(Feature):
     kind = "ewma"
+    clock_state = "t_last"
 
     def __init__(self, fields=(), columns=(), prefix: str = "ewma",
                  half_lives_s=(600.0, 3600.0, 21600.0), std: bool = True):
@@ -42,9 +42,9 @@ class Ewma(Feature):
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, _, x0, obsf = self.observed(inp)                              # (V, n)
-        w, mean, var, t_last = state["w"], state["mean"], state["var"], state["t_last"]
-        w *= np.exp2(elapsed(inp.times, t_last) * self._neg_inv_h)       # (H, n), shared by V
-        np.fmax(t_last, inp.times, out=t_last)
+        w, mean, var = state["w"], state["mean"], state["var"]
+        dt, _ = self.clock(state, inp)
+        w *= np.exp2(dt * self._neg_inv_h)                               # (H, n), shared by V
         if self.complete(inp):               # every field observed: alpha = 1/W
             w += 1.0
             alpha = 1.0 / w

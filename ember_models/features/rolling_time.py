@@ -22,6 +22,7 @@ _NEVER = np.iinfo(np.int64).min // 2
 
 class RollingTimeWindow(Feature):
     kind = "rolling_time"
+    clock_state = "t_last"
 
     def __init__(self, fields=(), columns=(), prefix: str = "rolling_time",
                  windows_s=(3600.0,), buckets: int = 6):
@@ -46,13 +47,13 @@ class RollingTimeWindow(Feature):
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
         _, obs, x0, obsf = self.observed(inp)                            # (V, n)
-        closed, open_, open_id, ref, seen, t_last = (
-            state[k] for k in ("closed_total", "open", "open_id", "ref", "seen", "t_last"))
+        closed, open_, open_id, ref, seen = (
+            state[k] for k in ("closed_total", "open", "open_id", "ref", "seen"))
         n = len(inp)
         full = self.complete(inp)            # every value observed: no masking needed
         np.copyto(ref, x0, where=(seen == 0) if full else obs & (seen == 0))
         seen += 1.0 if full else obsf          # (a scalar: cheaper than a mask of 1s)
-        np.fmax(t_last, inp.times, out=t_last)           # time never runs backwards for a key
+        _, t_last = self.clock(state, inp)               # time never runs backwards for a key
         y = x0 - ref if full else (x0 - ref) * obsf
         bid = np.floor(t_last * self._inv_width).astype(np.int64)          # (W, n)
         for w in range(bid.shape[0]):

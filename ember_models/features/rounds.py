@@ -71,6 +71,11 @@ class FeatureRounds:
                 n_out += sl.stop - sl.start
             else:
                 features.append((f, sl, src))
+        # the shared clock (Feature.clock): advanced after every feature of the round read it
+        clock_at = None
+        if engine._clock is not None:
+            owner, clock_name = engine._clock
+            clock_at = [f for f, _, _ in features].index(engine.features[owner])
         t_r, x_r, c_r = self.t_r, self.x_r, self.c_r
         d, block, n_rows = engine.n_features, self.block, t_r.shape[0]
         # features x keys as steps return them; one transposition per round to events x features
@@ -110,6 +115,9 @@ class FeatureRounds:
                 inp = RoundInputs(t_r[a:b], x_r[:, a:b], c_r[:, a:b], ones)
                 for (f, sl, _), st in zip(features, views):
                     f.step(st, inp, buf[sl, :n])
+                if clock_at is not None:
+                    t_last = views[clock_at][clock_name]
+                    np.fmax(t_last, inp.times, out=t_last)
                 np.copyto(rows[:n], buf[:, :n].T)
                 yield a, n, rows[:n]
 

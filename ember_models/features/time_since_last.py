@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Feature, RoundInputs, State
-from .running import elapsed
 
 
 class TimeSinceLast(Feature):
     kind = "time_since_last"
     reads = "none"
+    clock_state = "t_last"
 
     def __init__(self, log1p: bool = True, prefix: str = "time_since_last"):
         super().__init__(prefix=prefix)
@@ -22,10 +22,8 @@ class TimeSinceLast(Feature):
         return {"t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        t_last = state["t_last"]
-        dt = elapsed(inp.times, t_last)
-        np.fmax(t_last, inp.times, out=t_last)
+        dt, _ = self.clock(state, inp)
         if self.log1p:
-            out[0] = np.log1p(dt, out=dt)
+            out[0] = np.log1p(dt)
         else:
             out[0] = dt
