@@ -138,9 +138,6 @@ def accept_columns(
         partitions = np.concatenate([c.partitions for c in chunks])
         offsets = np.concatenate([c.offsets for c in chunks])
         indices = np.concatenate([c.indices for c in chunks])
-    # keys: not empty, no NUL prefix (NUL-prefixed table keys are the driver's own)
-    if pc.any(pc.or_(pc.equal(pc.utf8_length(keys), 0), pc.starts_with(keys, "\x00"))).as_py():
-        return None
     # times: finite, not in the future
     if not np.isfinite(times).all() or (times > now + limits.max_future_s).any():
         return None
@@ -183,6 +180,8 @@ def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
     if kinds == {int} or kinds == {int, str}:
         keys = list(map(str, keys))
     elif kinds != {str}:
+        return None
+    if not _usable_smallest_key(min(keys)):
         return None
     # times: numbers (ISO text goes the per-event way)
     raw_times = column(schema.time_field)
@@ -228,6 +227,8 @@ def _arrow_chunk(messages: Sequence[Any], tables: list[pa.Table], schema: EventS
         return None
     if cols.keys.null_count or not cols.times_valid.all():
         return None
+    if not _usable_smallest_key(pc.min(cols.keys).as_py()):
+        return None
     for arr, ok in zip(cols.values, cols.values_valid):
         finite = np.isfinite(arr)
         if not finite.all() and ((~finite & ok).any() or schema.missing_values != "impute"):
@@ -241,32 +242,41 @@ def _arrow_chunk(messages: Sequence[Any], tables: list[pa.Table], schema: EventS
                   np.arange(n, dtype=np.int64) - np.repeat(starts, counts))
 
 
+def _usable_smallest_key(smallest: str) -> bool:
+    """Whether the smallest key of a batch shows that none is empty or NUL-prefixed (those
+    sort first; NUL-prefixed table keys are the driver's own)."""
+    return bool(smallest) and smallest[0] != "\x00"
+
+
 def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categories: list[pa.Array],
             partitions: np.ndarray, offsets: np.ndarray, indices: np.ndarray, limits: Any,
             events_partitions: int, partition_for: Callable[[str, int], int],
             load_state: Callable[[str, int], bytes | None]) -> Accepted | None:
     """Per key: one partition, no replayed event, times in order up to the limit."""
-    # events grouped by key (each key's in arrival order)
+    # events grouped by key (each key's in arrival order); group g is the key of code g
     dictionary = keys.dictionary_encode()
     codes = dictionary.indices.to_numpy().astype(np.int64)
     uniques = dictionary.dictionary.to_pylist()
-    order = np.lexsort((np.arange(len(keys)), codes))
+    order = np.argsort(codes, kind="stable")
     c_sorted = codes[order]
-    starts = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1]])
-    ends = np.r_[starts[1:], len(order)]
+    bounds = np.flatnonzero(c_sorted[1:] != c_sorted[:-1]) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(order)]))
     # per key: one partition (Kafka's, when checked), no event already in the stored state
-    key_partition = np.empty(len(uniques), np.int64)
-    key_partition[c_sorted[starts]] = partitions[order[starts]]
+    key_partition = partitions[order[starts]]
     if not (partitions == key_partition[codes]).all():
         return None
+    part_list = key_partition.tolist()
     if limits.check_partition:
-        want = np.array([partition_for(k, events_partitions) for k in uniques], np.int64)
-        if not (want == key_partition).all():
+        if any(partition_for(k, events_partitions) != p for k, p in zip(uniques, part_list)):
             return None
-    stored = {k: load_stored(load_state, k, int(p)) for k, p in zip(uniques, key_partition)}
-    st_latest = np.array([s.latest_time if s else -np.inf for s in stored.values()])
-    st_offset = np.array([s.offset if s else -1 for s in stored.values()], np.int64)
-    st_index = np.array([s.index if s else -1 for s in stored.values()], np.int64)
+    stored = {k: load_stored(load_state, k, p) for k, p in zip(uniques, part_list)}
+    st_latest = np.full(len(uniques), -np.inf)
+    st_offset = np.full(len(uniques), -1, np.int64)
+    st_index = np.full(len(uniques), -1, np.int64)
+    for g, s in enumerate(stored.values()):
+        if s is not None:
+            st_latest[g], st_offset[g], st_index[g] = s.latest_time, s.offset, s.index
     ko, ki = st_offset[codes], st_index[codes]
     if ((offsets < ko) | ((offsets == ko) & (indices <= ki))).any():
         return None  # a replay after a crash: the per-event path skips what the state holds
@@ -274,13 +284,13 @@ def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categor
     t_sorted = times[order]
     before = np.empty_like(t_sorted)
     before[1:] = t_sorted[:-1]
-    before[starts] = st_latest[c_sorted[starts]]
+    before[starts] = st_latest
     disordered = np.flatnonzero(before > t_sorted)
     late = 0
     if len(disordered):
         for g in np.unique(np.searchsorted(starts, disordered, side="right") - 1):
             a, b = starts[g], ends[g]
-            prior = np.maximum.accumulate(np.r_[st_latest[c_sorted[a]], t_sorted[a:b]])[:-1]
+            prior = np.maximum.accumulate(np.concatenate(([st_latest[g]], t_sorted[a:b])))[:-1]
             if (prior - t_sorted[a:b] > limits.max_out_of_order_s).any():
                 return None  # out_of_order dead letters: the per-event path writes them
             late += int((t_sorted[a:b] < prior).sum())
@@ -288,10 +298,9 @@ def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categor
         scored = np.maximum(t_sorted, before)
         times = np.empty_like(times)
         times[order] = scored
-    out = Accepted(keys, times, values, categories, partitions, offsets, stored, late=late)
-    for code, i in zip(c_sorted[ends - 1].tolist(), order[ends - 1].tolist()):
-        k = uniques[code]  # each key's last event: its latest (scored) time and its position
-        out.latest[k] = float(times[i])
-        out.cursor[k] = (int(offsets[i]), int(indices[i]))
-        out.partition_of[k] = int(partitions[i])
-    return out
+    # each key's last event: its latest (scored) time and its position
+    last = order[ends - 1]
+    return Accepted(keys, times, values, categories, partitions, offsets, stored, late=late,
+                    latest=dict(zip(uniques, times[last].tolist())),
+                    cursor=dict(zip(uniques, zip(offsets[last].tolist(), indices[last].tolist()))),
+                    partition_of=dict(zip(uniques, part_list)))
