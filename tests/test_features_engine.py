@@ -224,3 +224,18 @@ def test_features_with_a_clock_share_one_and_agree_with_each_alone():
             np.testing.assert_array_equal(frame_t.values[:, cols], frame_a.values)
             for name, arr in frame_a.state.items():
                 np.testing.assert_array_equal(frame_t.state[name], arr)
+
+
+def test_rounds_keys_last_are_the_transposed_rounds(engine):
+    rng = np.random.default_rng(5)
+    n = 200
+    t = table(n=n, keys=("a", "b", "c", "d", "e"), x=rng.normal(size=n))
+    cols = engine.read(t)
+    state = engine.init_state(len(cols.keys))
+    args = (cols.key_index, cols.times, cols.values, cols.categories)
+    rows = [(a, f.copy()) for a, _, f in engine.rounds(state, *args)]
+    cols_ = [(a, f.copy()) for a, _, f in engine.rounds(state, *args, keys_last=True)]
+    assert len(rows) == len(cols_) > 1
+    for (a, f), (b, g) in zip(rows, cols_):
+        assert a == b and g.shape == f.T.shape
+        np.testing.assert_array_equal(g, f.T)

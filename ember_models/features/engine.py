@@ -230,10 +230,13 @@ class FeatureEngine:
     def rounds(self, state: State, key_index: np.ndarray, times: np.ndarray,
                values: np.ndarray, categories: np.ndarray | None = None,
                keys: Sequence | None = None, layout: RoundLayout | None = None,
-               block_keys: int | None = None) -> FeatureRounds:
+               block_keys: int | None = None, keys_last: bool = False) -> FeatureRounds:
         """``step_events`` one round at a time (see rounds.py): iterate the result for each
         round's (row in round order, n, features (n, d)), then ``.state()`` for the new state.
-        ``block_keys`` (default ``self.block_keys``): keys evaluated together."""
+        ``block_keys`` (default ``self.block_keys``): keys evaluated together. ``keys_last``:
+        yield each round's features as (d, n) (the engine's own layout, no transposition;
+        rows have the stride of the block, so a view of a partial round is not contiguous)
+        instead of (n, d)."""
         key_index = np.asarray(key_index, dtype=np.int64)
         times = np.asarray(times, dtype=np.float64)
         # (cleaned by FeatureRounds once in round order: non-finite -> NaN, clipped to
@@ -260,7 +263,7 @@ class FeatureEngine:
         # strided state array costs 2-10x more).
         ranked = self.codec.take(state, layout.rank_order)
         return FeatureRounds(self, layout, ranked, times, values, categories,
-                             self.block_keys if block_keys is None else block_keys)
+                             self.block_keys if block_keys is None else block_keys, keys_last)
 
     def transform(self, table: pa.Table | pa.RecordBatch | EventColumns,
                   state: State | Mapping[Any, bytes | None] | None = None,

@@ -27,13 +27,14 @@ class FeatureRounds:
     """Iterate once: yields (row, n, features) per round and block of keys, where ``row`` is
     the first of the block's rows in the layout's round order (rows ``row:row + n`` are the
     round's events of keys ``k0:k0 + n``), and ``features`` is a (n, d) float32 view of a
-    buffer that the next round overwrites (copy what you keep). Blocks of ``block_keys`` keys
+    buffer that the next round overwrites (copy what you keep); (d, n) with ``keys_last``
+    (the layout features are computed in: no transposition per round). Blocks of ``block_keys`` keys
     go through all their rounds one block after the other; with one block (``block_keys`` >=
     the number of keys) the yields are simply the rounds in order. ``state()`` after the
     iteration: the keys' new state, rows in the state's key order (not ranked)."""
 
     def __init__(self, engine, layout, ranked: dict, times, values, categories,
-                 block_keys: int):
+                 block_keys: int, keys_last: bool = False):
         self.engine, self.layout, self.ranked = engine, layout, ranked
         for name, shared in engine._state_alias.items():   # one array for equal state
             ranked[name] = ranked[shared]
@@ -51,6 +52,7 @@ class FeatureRounds:
         self.c_r = np.take(categories.T, order, axis=1)
         self.n_keys = int(layout.round_start[1]) if order.shape[0] else 0
         self.block = max(1, min(int(block_keys), self.n_keys))
+        self.keys_last = keys_last
 
     def __iter__(self):
         engine, codec = self.engine, self.engine.codec
@@ -118,8 +120,11 @@ class FeatureRounds:
                 if clock_at is not None:
                     t_last = views[clock_at][clock_name]
                     np.fmax(t_last, inp.times, out=t_last)
-                np.copyto(rows[:n], buf[:, :n].T)
-                yield a, n, rows[:n]
+                if self.keys_last:
+                    yield a, n, buf[:, :n]
+                else:
+                    np.copyto(rows[:n], buf[:, :n].T)
+                    yield a, n, rows[:n]
 
     def state(self) -> dict:
         ranked = self.ranked
