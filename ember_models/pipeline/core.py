@@ -92,8 +92,7 @@ class DetectorCore:
                 st[k] = v
             elif k in FLOAT32_STATE:
                 v32 = ops.astype(ops.from_numpy(v), ops.float32)
-                st[k] = (self.reservoir().load(v32) if k == "liquid"
-                         else ops.copy(ops.transpose(v32)))
+                st[k] = self.reservoir().load(v32) if k == "liquid" else _keys_last(v32)
             else:
                 st[k] = ops.from_numpy(v)
         return st
@@ -245,6 +244,15 @@ class DetectorCore:
     def get_config(self) -> dict:
         return {"features": self.engine.names, "streams": self.stream_names,
                 "liquid": self.liquid.get_config(), "rbm": self.rbm.get_config()}
+
+
+def _keys_last(rows):
+    """[n, c] → a [c, n] array laid out keys-last (a copy of the transposed view would keep
+    the rows' memory order, and every op of a step over it would read across)."""
+    n, c = ops.shape(rows)
+    out = ops.zeros((c, n), ops.float32)
+    out[:] = ops.transpose(rows)
+    return out
 
 
 def build_reservoir(d: int, s: PipelineSettings) -> MultiStrideLiquid:
