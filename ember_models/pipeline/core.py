@@ -128,7 +128,8 @@ class DetectorCore:
     def step(self, st: dict, t, x, f, learn: bool = False, reasons: bool = True):
         """st: the n keys' state (``batch_state``: name → backend array, replaced in the dict
         or, the reservoir's, updated in place); t [n] epoch seconds; x [n, V] values (NaN =
-        missing); f [n, d] features (float32).
+        missing); f [d, n] features (float32, keys-last as the engine computes them:
+        ``FeatureEngine.rounds(keys_last=True)``).
         Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
         level, in its standard deviations; None when no key alerts or ``reasons`` is False),
         evidence [n, S],
@@ -145,9 +146,8 @@ class DetectorCore:
         # keys past their first event: every key once settled (needed then for learn rows only)
         seen_any = n_seen > 0.5 if (learn or not settled) else None
         # 1. per-key standardisation (plain averages while young, then exponential forgetting),
-        # in float32 like the features, keys-last: [d, n] (the features' transposed view: the
-        # first op reads it across, ~the cost of the transposed copy it replaces)
-        f = ops.transpose(ops.astype(f, ops.float32))
+        # in float32 like the features, keys-last: [d, n]
+        f = ops.astype(f, ops.float32)
         mean, var = st["std_mean"], st["std_var"]
         if not settled:
             mean = ops.where(ops.reshape(seen_any, (1, -1)), mean, f)

@@ -192,7 +192,8 @@ class Pipeline:
         # reads the engine's round-ordered times and values too (values cleaned as the
         # features see them: ±inf is missing)
         rounds = (core.engine.rounds(fstate, code, cols.times, cols.values, cols.categories,
-                                     keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys)
+                                     keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys,
+                                     keys_last=True)
                   if n_keys else ())
         for r0, m, feats in rounds:
             r1 = r0 + m
@@ -210,7 +211,7 @@ class Pipeline:
             if details and a_np.any():
                 d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
                 for i in np.flatnonzero(a_np):
-                    found[int(order[r0 + i])] = (d_np[i], e_np[i], feats[i].copy())
+                    found[int(order[r0 + i])] = (d_np[i], e_np[i], feats[:, i].copy())
         score, alert = np.empty(n), np.empty(n, bool)
         score[order], alert[order] = score_r, alert_r
         fstate = rounds.state() if n_keys else None
