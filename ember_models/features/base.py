@@ -176,19 +176,25 @@ class StateViews(dict):
     views object from the array it slices (the engine hands a feature the same views round
     after round while the number of keys stays the same)."""
 
-    __slots__ = ("_sources", "_flat")
+    __slots__ = ("_sources", "_k0", "_flat")
 
     def __init__(self, sources, k0: int, k1: int):
-        """sources: (name, C-contiguous array of all keys, whether the key is its first axis)."""
-        super().__init__((name, arr[k0:k1] if first else arr[..., k0:k1])
-                         for name, arr, first in sources)
-        self._sources = {name: (arr, first, k0) for name, arr, first in sources}
-        self._flat: dict = {}
+        """sources: (name, C-contiguous array of all keys, whether the key is its first axis).
+        (Built whenever a round has a different number of keys: most rounds of a streaming
+        micro-batch's tail, so it is kept to one slice per array.)"""
+        first_axis = slice(k0, k1)
+        last_axis = (Ellipsis, first_axis)
+        super().__init__([(name, arr[first_axis] if first else arr[last_axis])
+                          for name, arr, first in sources])
+        self._sources, self._k0, self._flat = sources, k0, None
 
     def flat(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        if self._flat is None:
+            self._flat = {}
         hit = self._flat.get(name)
         if hit is None:
-            arr, first, k0 = self._sources[name]
+            k0 = self._k0
+            arr, first = next((arr, first) for nm, arr, first in self._sources if nm == name)
             strides = tuple(st // arr.itemsize for st in arr.strides)
             if not arr.flags.c_contiguous:
                 hit = _flat_view(self[name])

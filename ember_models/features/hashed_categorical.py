@@ -39,19 +39,21 @@ class HashedCategorical(Feature):
         full = bool(present.all())           # the usual case: no masking needed
         bucket = h % b if full else np.where(present, h % b, 0)
         out = np.zeros((c, b + self.novelty, n), dtype=np.float32)
-        out_cell = self._index(("out", c, n), lambda: (
-            np.arange(c)[:, None] * (b + self.novelty) * n + np.arange(n)))
+        # (index arrays cached for the widest round seen: a round of n keys takes the first n
+        # columns, so rounds of every size share them)
+        keys = self._index(("keys",), n, lambda w: np.arange(w)[None, :])   # (1, n)
+        out_cell = keys if c == 1 else (np.arange(c) * ((b + self.novelty) * n))[:, None] + keys
         np.put(out, bucket * n + out_cell, 1.0 if full else present)
         if self.novelty:
             counts, total = state["counts"], state["total"]                 # (C, B, n), (C, n)
             flat, (sc, sb, sk) = flat_view(state, "counts")
-            at = self._index(("state", c, n, sc, sk), lambda: (
-                np.arange(c)[:, None] * sc + np.arange(n) * sk))
+            at = self._index(("state", c, sc, sk), n, lambda w: (
+                np.arange(c)[:, None] * sc + np.arange(w) * sk))
             at = at + bucket * sb
             seen = np.take(flat, at)
             share = seen / np.maximum(total, 1.0)                          # 0 while total is 0
             if full:
-                np.subtract(1.0, share, out=out[:, b])
+                out[:, b] = 1.0 - share
                 seen += 1.0
                 np.put(flat, at, seen)
                 total += 1.0
@@ -62,12 +64,13 @@ class HashedCategorical(Feature):
                 total += presentf
         out32[...] = out.reshape(-1, n)
 
-    def _index(self, key, make):
-        """Index arrays that depend only on the round's shape and strides (cached)."""
+    def _index(self, key, n, make):
+        """(C, n) index arrays whose columns are the round's keys: ``make(width)`` for the
+        widest round so far (cached by `key`: the shape and strides), its first n columns."""
         cache = self._index_cache
         hit = cache.get(key)
-        if hit is None:
-            if len(cache) > 4096:
+        if hit is None or hit.shape[1] < n:
+            if len(cache) > 64:
                 cache.clear()
-            hit = cache[key] = make()
-        return hit
+            hit = cache[key] = make(n)
+        return hit[:, :n]

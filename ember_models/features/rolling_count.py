@@ -95,18 +95,21 @@ class RollingCountWindow(Feature):
     def _cells(self, v, n, sv, sp, sk):
         """Flat offsets of slot 0 of each (field, key) of the buffer, of each slot relative to
         it, and a (1+S, capacity) table: row 0 the offset of slot p, row j the offset of slot
-        p - sizes[j-1] (mod capacity). Cached: they depend on the shape and strides of the
-        round's view."""
-        key = (v, n, sv, sp, sk)
+        p - sizes[j-1] (mod capacity). Cached per strides, for as many keys as the slot
+        stride (the engine's views are key prefixes of an array of `sp` keys: a round with
+        fewer keys takes the first n columns, without a new array per round size)."""
+        key = (v, sv, sp, sk)
         hit = self._cell_cache.get(key)
-        if hit is None:
-            if len(self._cell_cache) > 4096:
+        if hit is None or hit[0].shape[1] < n:
+            if len(self._cell_cache) > 64:
                 self._cell_cache.clear()
             back = np.asarray((0, *self.sizes), dtype=np.int64)[:, None]
             table = ((np.arange(self.capacity) - back) & (self.capacity - 1)) * sp
-            hit = self._cell_cache[key] = (np.arange(v)[:, None] * sv + np.arange(n) * sk,
+            width = max(n, sp if sk == 1 else n)
+            hit = self._cell_cache[key] = (np.arange(v)[:, None] * sv + np.arange(width) * sk,
                                            np.arange(self.capacity) * sp, table)
-        return hit
+        cell, slots, table = hit
+        return cell[:, :n], slots, table
 
     def _recompute(self, flat, slots, cell, ref, s, ss, fields, keys) -> None:
         """The buffers of (fields[i], keys[i]) just wrapped: slots 0..cap-1 hold their last
