@@ -72,7 +72,11 @@ def read_message(raw: bytes) -> pa.Table:
     try:
         with pa.ipc.open_stream(pa.py_buffer(raw)) as reader:
             table = reader.read_all()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, OSError) as exc:
+        # The IPC reader checks the framing, not the data: corrupt offsets or lengths would
+        # make later reads touch memory outside the message (a crash, not a dead letter).
+        table.validate(full=True)
+        _ = table.column_names  # field names must be UTF-8 too
+    except (pa.ArrowException, ValueError, OSError) as exc:  # UnicodeDecodeError is a ValueError
         raise ArrowMessageError("bad_arrow", f"not an Arrow IPC stream: {exc}") from None
     if table.num_rows == 0:
         raise ArrowMessageError("empty", "Arrow batch message has no rows")
