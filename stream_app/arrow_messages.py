@@ -68,7 +68,15 @@ class ArrowColumns:
         return len(self.keys)
 
 
-def read_message(raw: bytes) -> pa.Table:
+# Decoded buffers may exceed the message (IPC body compression) by at most this factor.
+MAX_EXPANSION = 64
+
+
+def read_message(raw: bytes, max_bytes: int = 1 << 20) -> pa.Table:
+    """The table of an IPC stream message, fully validated. ``max_bytes`` (the payload limit)
+    also bounds the rows (at most one per byte) and the decoded size (``MAX_EXPANSION``×): a
+    small message cannot declare a billion rows of null columns, or a compressed body that
+    decodes to gigabytes, for the checks that follow to allocate."""
     try:
         with pa.ipc.open_stream(pa.py_buffer(raw)) as reader:
             table = reader.read_all()
@@ -80,6 +88,10 @@ def read_message(raw: bytes) -> pa.Table:
         raise ArrowMessageError("bad_arrow", f"not an Arrow IPC stream: {exc}") from None
     if table.num_rows == 0:
         raise ArrowMessageError("empty", "Arrow batch message has no rows")
+    if table.num_rows > max_bytes or table.nbytes > MAX_EXPANSION * max_bytes:
+        raise ArrowMessageError("too_large", f"Arrow message of {len(raw)} bytes holds {table.num_rows} "
+                                f"rows, {table.nbytes} bytes decoded (limits {max_bytes} rows, "
+                                f"{MAX_EXPANSION * max_bytes} bytes)")
     return table
 
 

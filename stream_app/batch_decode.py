@@ -107,7 +107,7 @@ def accept_columns(
             return None
         if raw[:4] == arrow_messages.MAGIC:
             try:
-                table = arrow_messages.read_message(raw)
+                table = arrow_messages.read_message(raw, max_bytes)
             except arrow_messages.ArrowMessageError:
                 return None
             kind = table.schema

@@ -8,7 +8,8 @@ event that cannot be used becomes a :class:`DeadLetter` with a machine-readable 
 human ``detail`` naming the field and the value, and the original bytes (base64), and the
 events around it go on. Reasons:
 
-``too_large``        the message is longer than ``max_payload_bytes``
+``too_large``        the message is longer than ``max_payload_bytes`` (an Arrow message: or holds
+                     more rows than that, or decodes to more than 64 times that)
 ``bad_json``         not UTF-8 JSON
 ``bad_arrow``        starts like an Arrow IPC stream (``FF FF FF FF``) but is not one
 ``not_an_object``    the message (or an element of a batch) is not a JSON object
@@ -244,7 +245,7 @@ def decode_message(
     if not raw.strip():
         return [], [dead("empty", "message is empty", raw)]
     if arrow_messages.is_arrow(raw):
-        return _decode_arrow(raw, schema, now, max_future_s, dead, partition, offset)
+        return _decode_arrow(raw, schema, now, max_future_s, max_payload_bytes, dead, partition, offset)
     try:
         decoded = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -269,12 +270,12 @@ def decode_message(
     return events, letters
 
 
-def _decode_arrow(raw: bytes, schema: EventSchema, now: float, max_future_s: float, dead: Any,
-                  partition: int, offset: int) -> tuple[list[Event], list[DeadLetter]]:
+def _decode_arrow(raw: bytes, schema: EventSchema, now: float, max_future_s: float, max_bytes: int,
+                  dead: Any, partition: int, offset: int) -> tuple[list[Event], list[DeadLetter]]:
     """The rows of an Arrow IPC message, each checked as a JSON event is; a missing or mistyped
     column is the whole message's dead letter, a bad value only its row's."""
     try:
-        table = arrow_messages.read_message(raw)
+        table = arrow_messages.read_message(raw, max_bytes)
         cols = arrow_messages.columns(table, schema, schema.missing_values)
     except arrow_messages.ArrowMessageError as exc:
         return [], [dead(exc.reason, exc.detail, raw)]

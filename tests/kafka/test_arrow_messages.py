@@ -214,3 +214,22 @@ def test_corrupt_messages_are_dead_letters_never_a_crash():
         acc = accept_columns(batch([bytes(b)]), SCHEMA, Limits(), P, default_partition, lambda k, p: None, NOW)
         assert acc is None or len(acc) == len(events)
     assert "bad_arrow" in reasons
+
+
+def test_declared_rows_and_decoded_size_are_bounded_by_the_payload_limit():
+    """Null-type columns take no bytes whatever their length, and a compressed body can decode
+    to far more than the message: both are too_large before anything allocates per row."""
+    n = 5_000
+    nulls = arrow(service=pa.nulls(n), time=pa.nulls(n))
+    assert len(nulls) < 1_000
+    (d,) = decode(nulls, max_bytes=1_000)[1]
+    assert d.reason == "too_large" and "rows" in d.detail
+    big = pa.table({**clean_columns(1), "pad": pa.array(["x" * 200_000])})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, big.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(big)
+    raw = sink.getvalue().to_pybytes()
+    assert len(raw) < 2_000
+    (d,) = decode(raw, max_bytes=2_000)[1]
+    assert d.reason == "too_large" and "decoded" in d.detail
+    assert not decode(raw, max_bytes=4_000)[1]  # within 64x of a larger limit: read as usual
