@@ -98,31 +98,31 @@ def accept_columns(
     path (a dead letter, a replay, a late event beyond the limit, ...)."""
     chunks: list[_Chunk | None] = []
     run: list[Any] = []  # consecutive messages of one format (Arrow: of one schema)
-    run_kind: Any = None  # "json", or the Arrow schema of the run
-    tables: list[pa.Table] = []
+    tables: list[pa.Table] = []  # the run's Arrow tables (none: a run of JSON messages)
     max_bytes = limits.max_payload_bytes
+
+    def end_run() -> None:
+        chunks.append(_arrow_chunk(run, tables, schema) if tables else _json_chunk(run, schema))
+
     for m in messages:
         raw = m.value
         if not raw or len(raw) > max_bytes:
             return None
+        table = None
         if raw[:4] == arrow_messages.MAGIC:
             try:
                 table = arrow_messages.read_message(raw, max_bytes)
             except arrow_messages.ArrowMessageError:
                 return None
-            kind = table.schema
-        else:
-            table, kind = None, "json"
-        if run and not (kind == run_kind if isinstance(kind, str) or isinstance(run_kind, str)
-                        else kind.equals(run_kind)):
-            chunks.append(_json_chunk(run, schema) if run_kind == "json" else _arrow_chunk(run, tables, schema))
+        same = (not tables) if table is None else bool(tables) and table.schema.equals(tables[0].schema)
+        if run and not same:
+            end_run()
             run, tables = [], []
         run.append(m)
-        run_kind = kind
         if table is not None:
             tables.append(table)
     if run:
-        chunks.append(_json_chunk(run, schema) if run_kind == "json" else _arrow_chunk(run, tables, schema))
+        end_run()
     if not chunks or any(c is None for c in chunks):
         return None
     if len(chunks) == 1:
