@@ -2,7 +2,8 @@
 
 A feature is evaluated one *round* at a time: a round holds at most one event for each of n keys
 (the engine puts the r-th event of every key in round r). `Feature.step` updates the keys' state
-in place and returns the feature's output for those n events. Streaming and backfill both run
+in place and writes the feature's output for those n events into rows of the engine's float32
+round buffer. Streaming and backfill both run
 exactly this code, so they agree by construction; the engine only differs in how it groups rows
 into rounds and where the state lives between calls.
 

@@ -28,10 +28,11 @@ class FeatureRounds:
     the first of the block's rows in the layout's round order (rows ``row:row + n`` are the
     round's events of keys ``k0:k0 + n``), and ``features`` is a (n, d) float32 view of a
     buffer that the next round overwrites (copy what you keep); (d, n) with ``keys_last``
-    (the layout features are computed in: no transposition per round). Blocks of ``block_keys`` keys
-    go through all their rounds one block after the other; with one block (``block_keys`` >=
-    the number of keys) the yields are simply the rounds in order. ``state()`` after the
-    iteration: the keys' new state, rows in the state's key order (not ranked)."""
+    (the layout features are computed in: no transposition per round). Blocks of
+    ``block_keys`` keys go through all their rounds one block after the other; with one block
+    (``block_keys`` >= the number of keys) the yields are simply the rounds in order.
+    ``state()`` after the iteration: the keys' new state, rows in the state's key order (not
+    ranked)."""
 
     def __init__(self, engine, layout, ranked: dict, times, values, categories,
                  block_keys: int, keys_last: bool = False):
@@ -80,7 +81,7 @@ class FeatureRounds:
             clock_at = [f for f, _, _ in features].index(engine.features[owner])
         t_r, x_r, c_r = self.t_r, self.x_r, self.c_r
         d, block, n_rows = engine.n_features, self.block, t_r.shape[0]
-        # features x keys as steps return them; one transposition per round to events x features
+        # features x keys as steps write them; one transposition per round to events x features
         # (the buffer is exactly `block` wide: a wider row stride makes that transposition ~3x
         # slower)
         buf = np.empty((d, block), dtype=np.float32)
