@@ -166,3 +166,18 @@ def test_keys_last_reservoir_refuses_what_it_cannot_step():
         KeysLastReservoir(ms)
     ms = MultiStrideLiquid([CfCCell(5, 6, mode="pure", backbone_layers=0, seed=1)], [1])
     assert not supports(ms)
+
+
+def test_keys_last_reservoir_follows_replaced_weights():
+    # the pipeline refits the motor layer (partial_fit): the cached keys-last runner must see
+    # the new weights, as the cached plans do
+    from ember_models.liquid.keys_last import KeysLastReservoir
+    ms = MultiStrideLiquid([WiredCfCCell(5, AutoNCP(10, 2, seed=1), seed=1)], [1]).eval()
+    res = KeysLastReservoir.for_network(ms)
+    assert KeysLastReservoir.for_network(ms) is res
+    h = np.random.default_rng(0).normal(size=(9, ms.state_size)).astype(np.float32)
+    ms.motor_w = np.full(np.shape(ms.motor_w), 0.25, np.float32)
+    res2 = KeysLastReservoir.for_network(ms)
+    assert res2 is not res
+    X = res2.load(h)
+    np.testing.assert_allclose(res2.motor(res2.outputs(X)).T, ms.output(h), rtol=1e-6, atol=1e-6)
