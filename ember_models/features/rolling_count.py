@@ -43,8 +43,10 @@ class RollingCountWindow(Feature):
         mask = self.capacity - 1
         v, n = obs.shape
         full = self.complete(inp)            # every value observed: no masking needed
+        least = int(count.min()) if count.size else 0
         if full:
-            np.copyto(ref, x0, where=count == 0)
+            if least == 0:                   # some field's first observation: its reference
+                np.copyto(ref, x0, where=count == 0)
             y = x0 - ref
         else:
             np.copyto(ref, x0, where=obs & (count == 0))
@@ -80,7 +82,8 @@ class RollingCountWindow(Feature):
             self._recompute_all(buf, ref, s, ss)
         elif wrapped.any():
             self._recompute(flat, slots, cell[wrapped], ref, s, ss, *np.nonzero(wrapped))
-        if count.min() >= self.sizes[-1]:    # every window full: 1/size
+        # every window full: 1/size (count grew by one where observed)
+        if (least + 1 if full else int(count.min()) if count.size else 0) >= self.sizes[-1]:
             inv = self._inv_sizes
         else:
             inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)

@@ -51,7 +51,10 @@ class RollingTimeWindow(Feature):
             state[k] for k in ("closed_total", "open", "open_id", "ref", "seen"))
         n = len(inp)
         full = self.complete(inp)            # every value observed: no masking needed
-        np.copyto(ref, x0, where=(seen == 0) if full else obs & (seen == 0))
+        if not full:
+            np.copyto(ref, x0, where=obs & (seen == 0))
+        elif seen.size and seen.min() == 0.0:    # some field's first observation: its reference
+            np.copyto(ref, x0, where=seen == 0)
         seen += 1.0 if full else obsf          # (a scalar: cheaper than a mask of 1s)
         _, t_last = self.clock(state, inp)               # time never runs backwards for a key
         y = x0 - ref if full else (x0 - ref) * obsf

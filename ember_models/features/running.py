@@ -9,7 +9,7 @@ def welford_update(n: np.ndarray, mean: np.ndarray, m2: np.ndarray, x0: np.ndarr
     """Welford's update, in place, of count `n`, `mean` and sum of squared deviations `m2` with
     the values `x0` where the float mask `obsf` is 1 (entries where it is 0 are unchanged).
     `complete`: obsf is all 1 (then the masking is skipped; same results)."""
-    n += obsf
+    n += 1.0 if complete else obsf      # (a scalar: cheaper than a mask of 1s)
     delta = x0 - mean
     if complete:
         step = 1.0 / n                   # n >= 1
