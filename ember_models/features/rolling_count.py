@@ -25,6 +25,9 @@ class RollingCountWindow(Feature):
         self._sizes_f = np.asarray(self.sizes, dtype=np.float64)[None, :, None]   # (1, S, 1)
         self._inv_sizes = 1.0 / self._sizes_f
         self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
+        # slot p - size (mod capacity) of each window, for each next slot p: (capacity, S)
+        self._back = ((np.arange(self.capacity)[:, None] - np.asarray(self.sizes))
+                      & (self.capacity - 1))
         self._cell_cache: dict = {}
 
     def names(self) -> list[str]:
@@ -51,6 +54,44 @@ class RollingCountWindow(Feature):
         else:
             np.copyto(ref, x0, where=obs & (count == 0))
             y = (x0 - ref) * obsf                                        # 0 where missing
+        y3 = y[:, None, :]
+        if full and least == int(count.max()):
+            # Every (field, key) at the same count (a backfill's fresh keys with complete
+            # data): the next slot and the leaving ones are the same rows of the buffer for
+            # all of them, read and written as rows, no positions.
+            self._step_aligned(buf, count, ref, s, ss, least & mask, y3)
+        else:
+            self._step_any(state, obs, obsf, full, y3)
+        # every window full: 1/size (a complete round added one to every count)
+        if (least + 1 if full else int(count.min()) if count.size else 0) >= self.sizes[-1]:
+            inv = self._inv_sizes
+        else:
+            inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
+        out = out.reshape(v, len(self.sizes), 2, n, copy=False)
+        mean = s * inv
+        var = ss * inv
+        var -= mean * mean
+        out[:, :, 1] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
+        out[:, :, 0] = mean
+
+    def _step_aligned(self, buf, count, ref, s, ss, pos: int, y3) -> None:
+        """The window update when every count is the same: slot `pos` next for all."""
+        leaving = np.take(buf, self._back[pos], axis=1)                  # (V, S, n)
+        s += y3 - leaving
+        ss += y3 * y3 - leaving * leaving
+        buf[:, pos] = y3[:, 0]
+        count += 1
+        if pos == self.capacity - 1:         # every buffer wrapped
+            self._recompute_all(buf, ref, s, ss)
+
+    def _step_any(self, state, obs, obsf, full: bool, y3) -> None:
+        """The window update at each (field, key)'s own slot."""
+        buf, count, ref = state["buf"], state["count"], state["ref"]
+        s, ss = state["sum"], state["sumsq"]
+        mask = self.capacity - 1
+        v, n = obs.shape
+        y = y3[:, 0]
         flat, (sv, sp, sk) = flat_view(state, "buf")
         cell, slots, table = self._cells(v, n, sv, sp, sk)               # (V, n) slot 0
         pos = count & mask                                               # next slot (V, n)
@@ -61,7 +102,6 @@ class RollingCountWindow(Feature):
         at += cell
         leaving = np.take(flat, at[1:]).transpose(1, 0, 2)               # (V, S, n) view
         at = at[0]
-        y3 = y[:, None, :]
         if full:
             s += y3 - leaving
             ss += y3 * y3 - leaving * leaving
@@ -82,18 +122,6 @@ class RollingCountWindow(Feature):
             self._recompute_all(buf, ref, s, ss)
         elif wrapped.any():
             self._recompute(flat, slots, cell[wrapped], ref, s, ss, *np.nonzero(wrapped))
-        # every window full: 1/size (count grew by one where observed)
-        if (least + 1 if full else int(count.min()) if count.size else 0) >= self.sizes[-1]:
-            inv = self._inv_sizes
-        else:
-            inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
-        out = out.reshape(v, len(self.sizes), 2, n, copy=False)
-        mean = s * inv
-        var = ss * inv
-        var -= mean * mean
-        out[:, :, 1] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
-        out[:, :, 0] = mean
 
     def _cells(self, v, n, sv, sp, sk):
         """Flat offsets of slot 0 of each (field, key) of the buffer, of each slot relative to
