@@ -1,5 +1,6 @@
 """Feature engine cost per round (one round = one event of each of n keys), the way the
-pipeline drives it: ``FeatureEngine.rounds`` with all keys in one block.
+pipeline drives it: ``FeatureEngine.rounds`` with all keys in one block, features keys-last
+(``--rows`` for the (n, d) rows of ``step_events``, one transposition per round more).
 
     .venv/bin/python benchmarks/feature_rounds.py --keys 156 --events 300      # streaming regime
     .venv/bin/python benchmarks/feature_rounds.py --keys 1250 --events 200     # a backfill shard
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     ap.add_argument("--missing", type=float, default=0.0,
                     help="share of missing values (and a categorical field) instead of none")
     ap.add_argument("--per-feature", action="store_true")
+    ap.add_argument("--rows", action="store_true", help="features as (n, d) rows per round")
     args = ap.parse_args(argv)
     key_index, times, values, cats = make_events(args.keys, args.events, args.missing)
     data = DataConfig(key_field="key", time_field="time", value_fields=["x", "y"],
@@ -74,8 +76,9 @@ def main(argv=None) -> int:
     best = np.full(rounds_n, np.inf)
     for _ in range(args.repeats):
         state = engine.init_state(args.keys)
+        kw = {} if args.rows else {"keys_last": True}
         rounds = engine.rounds(state, key_index, times, values, cats if args.missing else None,
-                               block_keys=args.keys)
+                               block_keys=args.keys, **kw)
         it = iter(rounds)
         for r in range(rounds_n):
             current[0] = r
