@@ -85,7 +85,7 @@ class FeatureRounds:
         # (the buffer is exactly `block` wide: a wider row stride makes that transposition ~3x
         # slower)
         buf = np.empty((d, block), dtype=np.float32)
-        rows = np.empty((block, d), dtype=np.float32)
+        rows = None if self.keys_last else np.empty((block, d), dtype=np.float32)
         span = max(SPAN_ROWS, block) if stateless else 0
         span_buf = np.empty((n_out, span), dtype=np.float32)
         s0 = s1 = 0                       # rows of the span computed in span_buf
