@@ -4,6 +4,12 @@
 never half of one, and a retried shard replaces its file instead of adding rows. Files are
 ``part-<shard>-of-<shards>.parquet``; a directory that already holds parts of a different shard
 count is refused (it would mix two partitionings of the same keys).
+
+Encoding: dictionary pages for every column except floating-point ones. Times and scores are
+nearly all distinct, so Parquet's default (try a dictionary, fall back to plain when it grows
+too big) builds and throws away a hash table per column: writing a 1.22 M-row shard took
+77–83 ns per row with the default and 47 without dictionaries on the float columns (zstd,
+one thread), and the file is smaller (16.5 vs 17.6 MiB). Plain pages are readable everywhere.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class ParquetSink:
         final = self.part_path(run, shard)
         tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            pq.write_table(scores, tmp, compression=self.compression)
+            pq.write_table(scores, tmp, compression=self.compression, use_dictionary=dictionary_columns(scores.schema))
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -67,3 +73,9 @@ class ParquetSink:
 
     def close(self) -> None:
         pass
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth a dictionary page: all but the floating-point ones (see the module
+    docstring)."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
