@@ -3,9 +3,10 @@
 The same two steps as BigQuery (see ``source.py``): ``prepare`` scans the files once with
 ``pyarrow.dataset`` (projected to the event columns, filtered to the time range, batch by
 batch) and writes each batch's rows to the Arrow IPC file of their shard in a staging
-directory; ``read_shard`` reads one shard file and sorts it by (key, time). Memory holds one
-input batch plus at most ``flush_rows`` buffered rows per shard while staging, and one shard
-while scoring. With one shard there is nothing to split: the shard is read from the files.
+directory; ``read_shard`` reads one shard file and sorts it by (key, time) (the files' form:
+``staging.py``). Memory holds one input batch plus at most ``flush_rows`` buffered rows per
+shard and the distinct keys while staging, and one shard while scoring. With one shard
+there is nothing to split: the shard is read from the files.
 
 Resuming reuses a staging directory that was completed (it holds a ``_COMPLETE`` marker
 written last, after every shard file was closed).
@@ -20,7 +21,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -28,13 +28,16 @@ import pyarrow.dataset as ds
 from stream_app.backfill.estimate import DryRunReport, scoring_seconds
 from stream_app.backfill.errors import SourceError
 from stream_app.backfill.fields import check_arrow_schema
-from stream_app.backfill.shards import FileShardFunction, sort_by_key_time
+from stream_app.backfill.shards import sort_by_key_time
+from stream_app.backfill.staging import ShardStager, read_staged_shard
 from stream_app.backfill.source import ScanPlan
 from stream_app.backfill.timerange import TimeRange
 from stream_app.event_fields import EventFields
 
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
 COMPLETE = "_COMPLETE"
+# bumped when the staging files change form: a staging directory of another form is redone
+STAGING_FORMAT = 2
 
 
 def _detect_format(path: Path) -> str:
@@ -176,7 +179,7 @@ class FileSource:
             return ScanPlan(run_id, 1, time_range, None, {"rows": None})
         staging = self._staging_path(run_id)
         marker = staging / COMPLETE
-        expected = {"shards": shards, "time_range": time_range.to_dict(), "source": self.spec()["path"]}
+        expected = {"format": STAGING_FORMAT, "shards": shards, "time_range": time_range.to_dict(), "source": self.spec()["path"]}
         if marker.exists():
             done = json.loads(marker.read_text())
             if {k: done.get(k) for k in expected} == expected:
@@ -188,48 +191,17 @@ class FileSource:
         return ScanPlan(run_id, shards, time_range, str(staging), {"rows": rows, "reused": False})
 
     def _stage(self, staging: Path, shards: int, time_range: TimeRange) -> list[int]:
-        shard_of = FileShardFunction(shards)
-        schema: pa.Schema | None = None
-        writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
-        pending: dict[int, list[pa.RecordBatch]] = {i: [] for i in range(shards)}
-        pending_rows = np.zeros(shards, dtype=np.int64)
-        rows = np.zeros(shards, dtype=np.int64)
-
-        def flush(i: int) -> None:
-            if not pending[i]:
-                return
-            if i not in writers:
-                writers[i] = pa.ipc.new_stream(str(staging / f"shard-{i:05d}.arrow"), schema)
-            for part in pending[i]:
-                writers[i].write_batch(part)
-            pending[i].clear()
-            pending_rows[i] = 0
-
+        stager = ShardStager(staging, shards, self.fields.key_field, self.flush_rows)
         try:
             for batch in self._batches(time_range):
-                if batch.num_rows == 0:
-                    continue
-                schema = schema or batch.schema
-                ids = shard_of(batch.column(self.fields.key_field))
-                order = np.argsort(ids, kind="stable")
-                bounds = np.searchsorted(ids[order], np.arange(shards + 1))
-                grouped = batch.take(pa.array(order))
-                for i in range(shards):
-                    lo, hi = bounds[i], bounds[i + 1]
-                    if hi > lo:
-                        pending[i].append(grouped.slice(lo, hi - lo))
-                        pending_rows[i] += hi - lo
-                        rows[i] += hi - lo
-                        if pending_rows[i] >= self.flush_rows:
-                            flush(i)
-            for i in range(shards):
-                flush(i)
-        finally:
-            for writer in writers.values():
-                writer.close()
-        if schema is not None:
-            self._schema_file(staging).write_bytes(schema.serialize().to_pybytes())
-        return rows.tolist()
+                stager.write(batch)
+        except BaseException:
+            stager.close()
+            raise
+        rows = stager.finish()
+        schema = stager.schema or self._projected_schema()
+        self._schema_file(staging).write_bytes(schema.serialize().to_pybytes())
+        return rows
 
     @staticmethod
     def _schema_file(staging: Path) -> Path:
@@ -238,24 +210,17 @@ class FileSource:
     def read_shard(self, plan: ScanPlan, shard: int) -> pa.Table:
         if not 0 <= shard < plan.shards:
             raise ValueError(f"shard {shard} is outside 0..{plan.shards - 1}")
+        key, time = self.fields.key_field, self.fields.time_field
         if plan.staging is None:
             table = pa.Table.from_batches(list(self._batches(plan.time_range)),
                                           schema=self._projected_schema())
-        else:
-            staging = Path(plan.staging)
-            if not (staging / COMPLETE).exists():
-                raise SourceError(f"staging directory {staging} of run {plan.run_id} is missing or incomplete; "
-                                  "run the backfill again to restage it")
-            path = staging / f"shard-{shard:05d}.arrow"
-            if path.exists():
-                with pa.ipc.open_stream(str(path)) as reader:
-                    table = reader.read_all()
-            else:  # no event fell into this shard
-                schema_file = self._schema_file(staging)
-                schema = (pa.ipc.read_schema(pa.py_buffer(schema_file.read_bytes()))
-                          if schema_file.exists() else self._projected_schema())
-                table = schema.empty_table()
-        return self.fields.time_in_seconds(sort_by_key_time(table, self.fields.key_field, self.fields.time_field))
+            return self.fields.time_in_seconds(sort_by_key_time(table, key, time))
+        staging = Path(plan.staging)
+        if not (staging / COMPLETE).exists():
+            raise SourceError(f"staging directory {staging} of run {plan.run_id} is missing or incomplete; "
+                              "run the backfill again to restage it")
+        schema = pa.ipc.read_schema(pa.py_buffer(self._schema_file(staging).read_bytes()))
+        return self.fields.time_in_seconds(read_staged_shard(staging, shard, schema, key, time))
 
     def _projected_schema(self) -> pa.Schema:
         schema = self.dataset().schema

@@ -11,13 +11,14 @@ of keys, never time slices. Two shard functions, one per kind of source:
 - Files: FarmHash is not in pyarrow, so files use the first 8 bytes of BLAKE2b of the same
   key bytes (UTF-8 string, decimal string for integers, raw bytes), little-endian, mod N.
   Stable across processes, machines and Python versions (unlike ``hash()``), computed once
-  per distinct key of a batch. A key lands in the same shard on every run with the same N;
+  per distinct key (``ShardKeys``). A key lands in the same shard on every run with the same N;
   file shards and BigQuery shards of the same key differ, which nothing relies on.
 """
 
 from __future__ import annotations
 
 import hashlib
+import operator
 
 import numpy as np
 import pyarrow as pa
@@ -47,33 +48,59 @@ def key_shard(value: object, shards: int) -> int:
     return int.from_bytes(digest, "little") % shards
 
 
-class FileShardFunction:
-    """Shard ids for arrays of keys, caching the shard of every key seen (keys repeat a lot)."""
+class ShardKeys:
+    """Every key seen so far: its shard and its code within the shard.
+
+    Lookups go through a batch's key dictionary (one Python dict lookup per dictionary entry,
+    not per row), and a dictionary equal to the previous batch's reuses the previous answer:
+    the batches of one Parquet row group share their dictionary.
+    """
 
     def __init__(self, shards: int) -> None:
         if shards < 1:
             raise ValueError(f"shards must be >= 1, got {shards}")
         self.shards = shards
-        self._cache: dict[object, int] = {}
+        self._index: dict[object, int] = {}      # key -> key id (first-appearance order)
+        self._shard = np.empty(1024, np.int32)   # key id -> shard
+        self._code = np.empty(1024, np.int32)    # key id -> code within its shard
+        self.keys: list[list[object]] = [[] for _ in range(shards)]   # shard -> keys by code
+        self._last: tuple[pa.Array, np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        if isinstance(keys, pa.ChunkedArray):
-            keys = keys.combine_chunks()
-        if self.shards == 1:
-            return np.zeros(len(keys), dtype=np.int32)
+    def _add(self, key: object) -> int:
+        kid = len(self._index)
+        if kid == self._shard.shape[0]:
+            self._shard = np.concatenate([self._shard, np.empty_like(self._shard)])
+            self._code = np.concatenate([self._code, np.empty_like(self._code)])
+        shard = key_shard(key, self.shards)
+        self._shard[kid] = shard
+        self._code[kid] = len(self.keys[shard])
+        self.keys[shard].append(key)
+        self._index[key] = kid
+        return kid
+
+    def locate(self, dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, code) of every entry of a key dictionary."""
+        last = self._last
+        if last is not None and last[0].equals(dictionary):
+            return last[1], last[2]
+        values = dictionary.to_pylist()
+        index = self._index
+        for key in values:
+            if key not in index:
+                self._add(key)
+        ids = (np.fromiter(operator.itemgetter(*values)(index), np.int64, len(values)) if len(values) > 1
+               else np.array([index[v] for v in values], np.int64))
+        shard, code = np.take(self._shard, ids), np.take(self._code, ids)
+        self._last = (dictionary, shard, code)
+        return shard, code
+
+    def rows(self, keys: pa.DictionaryArray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard, code) of every row of a dictionary-encoded key column."""
         if keys.null_count:
             raise ValueError(f"{keys.null_count} events have no key (null); every event needs one")
-        encoded = keys if pa.types.is_dictionary(keys.type) else pc.dictionary_encode(keys)
-        cache, shards = self._cache, self.shards
-        uniques = encoded.dictionary.to_pylist()
-        lookup = np.empty(len(uniques), dtype=np.int32)
-        for i, key in enumerate(uniques):
-            shard = cache.get(key)
-            if shard is None:
-                shard = cache[key] = key_shard(key, shards)
-            lookup[i] = shard
-        indices = encoded.indices.to_numpy(zero_copy_only=False)
-        return lookup[indices]
+        shard, code = self.locate(keys.dictionary)
+        indices = keys.indices.to_numpy(zero_copy_only=False)
+        return np.take(shard, indices), np.take(code, indices)
 
 
 def key_codes(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -93,24 +120,39 @@ def _time_numbers(times: pa.ChunkedArray) -> np.ndarray:
     return times.to_numpy()
 
 
+def grouped_order(codes: np.ndarray, n_keys: int, times: np.ndarray) -> np.ndarray | None:
+    """The row order that groups rows by key code, each key's rows in time order (ties keep
+    input order); None when the rows are in that order already.
+
+    A stable radix sort on the codes (numpy radix-sorts 16-bit integers; wider codes take two
+    16-bit passes, least significant first), then a check that times already rise within every
+    key (usual for exported history); only if not, a full (code, time) sort.
+    """
+    n = codes.shape[0]
+    if n < 2:
+        return None
+    if n_keys <= 65_536:
+        order = np.argsort(codes.astype(np.uint16), kind="stable")
+    else:
+        wide = codes.astype(np.uint32)
+        low = np.argsort((wide & 0xFFFF).astype(np.uint16), kind="stable")
+        order = np.take(low, np.argsort(np.take(wide >> 16, low).astype(np.uint16), kind="stable"))
+    t, c = np.take(times, order), np.take(codes, order)
+    if np.any((t[1:] < t[:-1]) & (c[1:] == c[:-1])):
+        order = np.lexsort((times, codes))
+    if np.array_equal(order, np.arange(n)):
+        return None
+    return order
+
+
 def sort_by_key_time(table: pa.Table, key: str, time: str) -> pa.Table:
     """The rows of ``table`` grouped by key, each key's rows in time order (ties keep input order).
 
     This is the order a stateful model needs; keys come in the order they first appear (a
-    lexicographic key order would cost a string sort and mean nothing). Two cheap steps: a
-    stable counting/radix sort on integer key codes, then a check that times already rise
-    within every key (usual for exported history); only if not, a full (key, time) sort.
+    lexicographic key order would cost a string sort and mean nothing); see ``grouped_order``.
     """
-    n = table.num_rows
-    if n < 2:
+    if table.num_rows < 2:
         return table
     codes = key_codes(table.column(key))
-    times = _time_numbers(table.column(time))
-    narrow = codes.astype(np.uint16) if codes.max(initial=0) < 65_536 else codes  # numpy radix-sorts 16-bit
-    order = np.argsort(narrow, kind="stable")
-    t, c = times[order], codes[order]
-    if np.any((t[1:] < t[:-1]) & (c[1:] == c[:-1])):
-        order = np.lexsort((times, codes))
-    if np.array_equal(order, np.arange(n)):
-        return table
-    return table.take(pa.array(order))
+    order = grouped_order(codes, int(codes.max(initial=0)) + 1, _time_numbers(table.column(time)))
+    return table if order is None else table.take(pa.array(order))

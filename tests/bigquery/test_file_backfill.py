@@ -7,12 +7,13 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from stream_app.backfill import EventFields, FileSource, LocalManifest, ParquetSink, SinkError, SourceError, TimeRange, run_backfill
-from stream_app.backfill.shards import FileShardFunction, key_shard
+from stream_app.backfill.shards import ShardKeys, key_shard
 from stream_app.backfill.sink import RunInfo
 
 FIELDS = EventFields(key_field="host", time_field="ts", value_fields=("cpu",))
@@ -48,14 +49,31 @@ def test_file_shards_hold_every_row_once_sorted_and_in_range(tmp_path, arrow_eve
 
 
 def test_shard_function_is_stable_and_spreads_keys():
-    f = FileShardFunction(8)
-    keys = pa.array([f"user-{i}" for i in range(4000)])
-    ids = f(keys)
-    assert np.array_equal(ids, FileShardFunction(8)(keys))  # no per-process salt
+    keys = pc.dictionary_encode(pa.array([f"user-{i}" for i in range(4000)]))
+    ids, codes = ShardKeys(8).rows(keys)
+    assert np.array_equal(ids, ShardKeys(8).rows(keys)[0])  # no per-process salt
     assert key_shard("user-0", 8) == ids[0]
     counts = np.bincount(ids, minlength=8)
     assert counts.min() > 400 and counts.max() < 600
-    assert FileShardFunction(8)(pa.array([17, 17])).tolist() == [key_shard("17", 8)] * 2
+    for s in range(8):  # codes number each shard's keys 0, 1, 2, ... in first-appearance order
+        assert codes[ids == s].tolist() == list(range(counts[s]))
+    assert ShardKeys(8).rows(pc.dictionary_encode(pa.array([17, 17])))[0].tolist() == [key_shard("17", 8)] * 2
+    later = ShardKeys(8)  # a key seen again in a later batch (another dictionary) keeps its code
+    later.rows(pc.dictionary_encode(pa.array(["a", "b", "c"])))
+    again = later.rows(pc.dictionary_encode(pa.array(["c", "a", "zz"])))
+    first = later.rows(pc.dictionary_encode(pa.array(["a", "b", "c", "zz"])))
+    assert again[1].tolist() == [first[1][2], first[1][0], first[1][3]]
+
+
+def test_grouped_order_with_more_keys_than_16_bits(grouped_in_time_order):
+    from stream_app.backfill.shards import grouped_order
+
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 200_000, 300_000).astype(np.int32)
+    times = rng.integers(0, 50, codes.shape[0]).astype(float)
+    order = grouped_order(codes, 200_000, times)
+    assert np.array_equal(order, np.lexsort((times, codes)))  # stable: ties keep input order
+    assert grouped_order(np.sort(codes), 200_000, np.zeros(codes.shape[0])) is None
 
 
 def test_csv_source_and_wrong_types(tmp_path, arrow_events):
