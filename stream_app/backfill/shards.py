@@ -131,18 +131,26 @@ def grouped_order(codes: np.ndarray, n_keys: int, times: np.ndarray) -> np.ndarr
     n = codes.shape[0]
     if n < 2:
         return None
+    if not (codes[1:] < codes[:-1]).any():  # grouped already (codes number keys by first appearance)
+        if not _falls_within_a_key(codes, times):
+            return None
+        return np.lexsort((times, codes))
     if n_keys <= 65_536:
         order = np.argsort(codes.astype(np.uint16), kind="stable")
     else:
         wide = codes.astype(np.uint32)
         low = np.argsort((wide & 0xFFFF).astype(np.uint16), kind="stable")
         order = np.take(low, np.argsort(np.take(wide >> 16, low).astype(np.uint16), kind="stable"))
-    t, c = np.take(times, order), np.take(codes, order)
-    if np.any((t[1:] < t[:-1]) & (c[1:] == c[:-1])):
+    # Times that never fall in input order (a shard staged from time-ordered history) stay in
+    # order within each key through a stable sort; otherwise check the grouped rows.
+    if (times[1:] < times[:-1]).any() and _falls_within_a_key(np.take(codes, order), np.take(times, order)):
         order = np.lexsort((times, codes))
-    if np.array_equal(order, np.arange(n)):
-        return None
     return order
+
+
+def _falls_within_a_key(codes: np.ndarray, times: np.ndarray) -> bool:
+    """Whether some row's time is earlier than the row before it of the same key (rows grouped by key)."""
+    return bool(np.any((times[1:] < times[:-1]) & (codes[1:] == codes[:-1])))
 
 
 def sort_by_key_time(table: pa.Table, key: str, time: str) -> pa.Table:

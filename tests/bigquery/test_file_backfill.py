@@ -74,6 +74,8 @@ def test_grouped_order_with_more_keys_than_16_bits(grouped_in_time_order):
     order = grouped_order(codes, 200_000, times)
     assert np.array_equal(order, np.lexsort((times, codes)))  # stable: ties keep input order
     assert grouped_order(np.sort(codes), 200_000, np.zeros(codes.shape[0])) is None
+    grouped = np.sort(codes)  # grouped already, but times fall within keys: a full sort
+    assert np.array_equal(grouped_order(grouped, 200_000, times), np.lexsort((times, grouped)))
 
 
 def test_csv_source_and_wrong_types(tmp_path, arrow_events):
