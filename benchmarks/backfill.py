@@ -10,7 +10,9 @@ figure is the per-core one, wall time also counts other people's processes and f
 1. backfill: ``run_backfill(FileSource(parquet dir), ParquetSink, pipeline, shards, local=True)``
    end to end: one pass staging the files into per-shard Arrow files, then per shard read → sort
    by (key, time) → ``Pipeline.score`` → Parquet write. Reported with the time per phase
-   (measured again on one shard) so it is clear where the time goes.
+   (measured again on one shard; wall and CPU) so it is clear where the time goes. ``--shards``
+   defaults to 8, the CLI's default (~1,250 keys per detector step here); fewer, larger shards
+   were not faster end to end (docs/performance.md, "Backfill").
 2. streaming path: ``Pipeline.step`` on micro-batches of ``--batch`` events in event-time order,
    carrying every key's state between batches as the streaming worker does (no Kafka: the
    model-core cost of the streaming path), over the first ``--stream-events`` events.
@@ -37,6 +39,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def limit_threads(threads: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+
+
+class PhaseTimer:
+    """``with timer("name"):`` records (wall seconds, CPU seconds of the process) per name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, tuple[float, float]] = {}
+
+    def __call__(self, name: str):
+        import contextlib
+
+        @contextlib.contextmanager
+        def timed():
+            wall, cpu = time.perf_counter(), time.process_time()
+            yield
+            self.seconds[name] = (time.perf_counter() - wall, time.process_time() - cpu)
+
+        return timed()
 
 
 def make_events(keys: int, per_key: int, directory: Path, files: int, seed: int = 0):
@@ -137,23 +157,20 @@ def main(argv: list[str] | None = None) -> int:
         assert result.rows == n, (result.rows, n)
         backfill_rate = n / result.seconds
 
-        # Where the time goes, on one shard (again, separately timed).
+        # Where the time goes, on one shard (again, separately timed): wall and CPU seconds.
         plan = source.prepare("bench", args.shards, TimeRange())
-        t = time.perf_counter()
-        source_phase = FileSource(work / "in", fields, staging_dir=work / "stage2")
-        source_phase.prepare("phase", args.shards, TimeRange())
-        stage_s = time.perf_counter() - t
-        t = time.perf_counter()
-        table = source.read_shard(plan, 0)
-        read_s = time.perf_counter() - t
-        t = time.perf_counter()
-        scores, _ = score_table(pipe, table, False, 0)
-        score_s = time.perf_counter() - t
-        t = time.perf_counter()
-        phase_sink, phase_run = ParquetSink(work / "phase-out"), RunInfo("phase", args.shards, pipe.model_version)
-        phase_sink.open(phase_run)
-        phase_sink.write_shard(phase_run, 0, scores, [])
-        write_s = time.perf_counter() - t
+        phase = PhaseTimer()
+        with phase("stage"):
+            source_phase = FileSource(work / "in", fields, staging_dir=work / "stage2")
+            source_phase.prepare("phase", args.shards, TimeRange())
+        with phase("read_sort"):
+            table = source.read_shard(plan, 0)
+        with phase("score"):
+            scores, _ = score_table(pipe, table, False, 0)
+        with phase("write"):
+            phase_sink, phase_run = ParquetSink(work / "phase-out"), RunInfo("phase", args.shards, pipe.model_version)
+            phase_sink.open(phase_run)
+            phase_sink.write_shard(phase_run, 0, scores, [])
         rows0 = table.num_rows
 
         stream_events = pa.concat_tables(pq.read_table(f) for f in sorted((work / "in").iterdir())[:4])
@@ -167,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         "events": n, "keys": args.keys, "events_per_key": args.events, "shards": args.shards, "threads": args.threads,
         "backfill_seconds": round(result.seconds, 2), "backfill_events_per_s": round(backfill_rate),
         "backfill_cpu_seconds": round(cpu_s, 2), "backfill_events_per_cpu_s": round(n / cpu_s),
-        "phase_stage_events_per_s": round(n / stage_s), "phase_read_sort_events_per_s": round(rows0 / read_s),
-        "phase_score_events_per_s": round(rows0 / score_s), "phase_write_events_per_s": round(rows0 / write_s),
+        **{f"phase_{name}_events_per_s": round((n if name == "stage" else rows0) / wall)
+           for name, (wall, _) in phase.seconds.items()},
+        **{f"phase_{name}_cpu_ns_per_event": round(cpu / (n if name == "stage" else rows0) * 1e9)
+           for name, (_, cpu) in phase.seconds.items()},
         "streaming_events_per_s": round(stream_rate), "streaming_events_per_cpu_s": round(stream_cpu_rate),
         "streaming_events": stream_n, "streaming_batch": args.batch,
         "ratio_backfill_to_streaming_wall": round(backfill_rate / stream_rate, 2),
@@ -179,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rate = n / cpu_s
     print(f"backfill  {backfill_rate:>12,.0f} events/s wall, {cpu_rate:,.0f} per CPU second "
           f"({n:,} events in {result.seconds:.1f} s wall / {cpu_s:.1f} s CPU, {args.threads} thread(s), {args.shards} shards)")
-    print(f"  phases  stage {n / stage_s:,.0f}/s | read+sort {rows0 / read_s:,.0f}/s | "
-          f"score {rows0 / score_s:,.0f}/s | write {rows0 / write_s:,.0f}/s  (wall, per phase, one shard of {rows0:,})")
+    wall = {name: (n if name == "stage" else rows0) / w for name, (w, _) in phase.seconds.items()}
+    cpu_ns = {name: c / (n if name == "stage" else rows0) * 1e9 for name, (_, c) in phase.seconds.items()}
+    print(f"  phases  stage {wall['stage']:,.0f}/s | read+sort {wall['read_sort']:,.0f}/s | "
+          f"score {wall['score']:,.0f}/s | write {wall['write']:,.0f}/s  (wall, per phase, one shard of {rows0:,})")
+    print(f"  CPU     stage {cpu_ns['stage']:.0f} | read+sort {cpu_ns['read_sort']:.0f} | score {cpu_ns['score']:.0f} | "
+          f"write {cpu_ns['write']:.0f} ns per event  (the same phases, CPU time of the process)")
     print(f"streaming {stream_rate:>12,.0f} events/s wall, {stream_cpu_rate:,.0f} per CPU second "
           f"(Pipeline.step, micro-batches of {args.batch}, {stream_n:,} events)")
     print(f"ratio     {cpu_rate / stream_cpu_rate:.1f}x backfill / streaming per CPU second ({backfill_rate / stream_rate:.1f}x wall); "
