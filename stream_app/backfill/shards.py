@@ -61,7 +61,8 @@ class ShardKeys:
             raise ValueError(f"shards must be >= 1, got {shards}")
         self.shards = shards
         self._index: dict[object, int] = {}      # key -> key id (first-appearance order)
-        self._shard = np.empty(1024, np.int32)   # key id -> shard
+        # key id -> shard, in the narrowest type (numpy radix-sorts 8- and 16-bit integers)
+        self._shard = np.empty(1024, np.uint8 if shards <= 256 else np.uint16 if shards <= 65_536 else np.int64)
         self._code = np.empty(1024, np.int32)    # key id -> code within its shard
         self.keys: list[list[object]] = [[] for _ in range(shards)]   # shard -> keys by code
         self._last: tuple[pa.Array, np.ndarray, np.ndarray] | None = None
@@ -99,7 +100,8 @@ class ShardKeys:
         if keys.null_count:
             raise ValueError(f"{keys.null_count} events have no key (null); every event needs one")
         shard, code = self.locate(keys.dictionary)
-        indices = keys.indices.to_numpy(zero_copy_only=False)
+        # as intp once: np.take converts other index types for every call
+        indices = keys.indices.to_numpy(zero_copy_only=False).astype(np.intp, copy=False)
         return np.take(shard, indices), np.take(code, indices)
 
 

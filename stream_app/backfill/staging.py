@@ -54,7 +54,6 @@ class ShardStager:
         self._writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self._pending: list[list[pa.RecordBatch]] = [[] for _ in range(shards)]
         self._pending_rows = np.zeros(shards, np.int64)
-        self._narrow = np.uint8 if shards <= 256 else (np.uint16 if shards <= 65_536 else np.int64)
 
     def write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
@@ -65,8 +64,9 @@ class ShardStager:
             self.schema = batch.schema.set(k, pa.field(self.key_field, pa.dictionary(CODE_TYPE, value_type)))
             self._staged = batch.schema.set(k, pa.field(self.key_field, CODE_TYPE, nullable=False))
         shard, code = self.keys.rows(batch.column(k))
-        # rows grouped by shard, input order kept within a shard (numpy radix-sorts 8/16-bit)
-        order = np.argsort(shard.astype(self._narrow), kind="stable")
+        # rows grouped by shard, input order kept within a shard (shard ids are 8/16-bit:
+        # numpy radix-sorts them)
+        order = np.argsort(shard, kind="stable")
         bounds = np.zeros(self.shards + 1, np.int64)
         np.cumsum(np.bincount(shard, minlength=self.shards), out=bounds[1:])
         columns = [pa.array(np.take(code, order), CODE_TYPE) if i == k else col.take(order)
