@@ -25,6 +25,7 @@ from collections import deque
 
 from . import ops
 from .batches import as_batch_source
+from .column_bias import ColumnBias
 from .model_file import register
 from .nn import Module, Parameter
 from .rbm_step import CHUNK_ROWS, BlockCD
@@ -202,13 +203,19 @@ class RBM(Module):
             raise ValueError(f"RBM.free_energy_columns: expected an array of shape "
                              f"({self.n_visible}, n), got shape {tuple(shape)}")
         vt = ops.asarray(vt, dtype=self._dt)
-        hidden_pre = (ops.matmul(ops.transpose(self.weight), vt)
-                      + ops.reshape(self.hidden_bias, (-1, 1)))
+        n = shape[1]
+        # (the biases as [units, n] arrays: column_bias.py, the same sums, ~3x cheaper in NumPy
+        # than broadcast columns)
+        cols = self.__dict__.get("_bias_columns")
+        if cols is None:
+            cols = self.__dict__["_bias_columns"] = ColumnBias()
+        hidden_pre = ops.matmul(ops.transpose(self.weight), vt)
+        hidden_pre += cols.get("hidden_bias", self.hidden_bias, n)
         hidden = ops.dot(self._row_weights(self.n_hidden, 1.0), _softplus(hidden_pre))
         if self.visible == "bernoulli":
             return -ops.dot(self.visible_bias, vt) - hidden
         visible = ops.dot(self._row_weights(self.n_visible, 0.5),
-                          ops.square(vt - ops.reshape(self.visible_bias, (-1, 1))))
+                          ops.square(vt - cols.get("visible_bias", self.visible_bias, n)))
         return visible - hidden
 
     def _bias_rows(self, name: str, n: int):
