@@ -53,10 +53,12 @@ class TailEvidence:
         # warm that is K/n of them, so the arithmetic runs on those alone (same formulas).
         # (np.take/np.put on flat positions: 2-3x faster than fancy indexing here; comparisons
         # with NaN are False and quiet)
-        flat = np.flatnonzero(raw > u)
+        # (the method chain: np.flatnonzero's Python wrapper costs ~2 us more per call)
+        flat = (raw > u).reshape(-1).nonzero()[0]
         count1 = count.reshape(-1)
         n_before = np.take(count1, flat)
-        count += np.isfinite(raw)
+        # (bool to float64 is a slow casting loop: as uint8, ~1.5x faster; same counts)
+        count += np.isfinite(raw).view(np.uint8)
         n, s = raw.shape
         evidence, best = np.zeros((n, s)), np.zeros(n)
         if not len(flat):
@@ -108,13 +110,14 @@ class TailEvidence:
             filling = (old == EMPTY) & (nxt % k != 0)
             filling[filling] = np.take(top1, nxt[filling]) == EMPTY
             if filling.any():
-                np.put(slot1, flat[filling], (nxt[filling] % k).astype(np.float64))
+                # (a fancy assignment: np.put casts value by value, ~10x slower here)
+                slot1[flat[filling]] = nxt[filling] % k
                 flat = flat[~filling]
         rows = np.take(top.reshape(-1, k), flat, axis=0)
         new_slot = np.argmin(rows, axis=1)
         # the value at the argmin (a flat take: rows.min(axis=1) reduces row by row, 3x slower)
         np.put(u1, flat, np.take(rows, np.arange(0, len(flat) * k, k) + new_slot))
-        np.put(slot1, flat, new_slot)
+        slot1[flat] = new_slot      # (np.put of int64 into float64: ~3x slower than this)
         return evidence, best
 
     def get_config(self) -> dict:
