@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keys", type=int, default=10_000)
     p.add_argument("--events", type=int, default=1_000, help="events per key")
     p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--keys-per-step", type=int, default=None,
+                   help="keys per Pipeline.score call within a shard (default: the backfill's, 2,500)")
     p.add_argument("--files", type=int, default=16)
     p.add_argument("--batch", type=int, default=1_000, help="streaming micro-batch size")
     p.add_argument("--stream-events", type=int, default=200_000, help="events timed on the streaming path")
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         source = FileSource(work / "in", fields, staging_dir=work / "stage")
         cpu0 = time.process_time()
         result = run_backfill(source, ParquetSink(work / "out"), pipe, shards=args.shards, run_id="bench",
-                              manifest=LocalManifest(work / "state"), progress=False, cleanup=False)
+                              manifest=LocalManifest(work / "state"), progress=False, cleanup=False,
+                              **({"keys_per_step": args.keys_per_step} if args.keys_per_step else {}))
         cpu_s = time.process_time() - cpu0
         assert result.rows == n, (result.rows, n)
         backfill_rate = n / result.seconds
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         with phase("read_sort"):
             table = source.read_shard(plan, 0)
         with phase("score"):
-            scores, _ = score_table(pipe, table, False, 0)
+            scores, _ = score_table(pipe, table, False, 0,
+                                    **({"keys_per_step": args.keys_per_step} if args.keys_per_step else {}))
         with phase("write"):
             phase_sink, phase_run = ParquetSink(work / "phase-out"), RunInfo("phase", args.shards, pipe.model_version)
             phase_sink.open(phase_run)

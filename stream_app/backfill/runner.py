@@ -27,7 +27,7 @@ from typing import Any
 
 from stream_app.backfill.estimate import DryRunReport
 from stream_app.backfill.manifest import LocalManifest, Manifest
-from stream_app.backfill.shard_task import run_shard
+from stream_app.backfill.shard_task import KEYS_PER_STEP, run_shard
 from stream_app.backfill.sink import RunInfo, ShardSink
 from stream_app.backfill.source import ScanPlan, ShardedSource
 from stream_app.backfill.timerange import TimeLike, TimeRange
@@ -91,12 +91,14 @@ def run_backfill(
     retries: int = 3,
     cleanup: bool = True,
     distributed: Any = None,
+    keys_per_step: int | None = KEYS_PER_STEP,
 ) -> BackfillResult:
     """Backfill ``source`` into ``sink`` (see the module docstring).
 
     ``distributed`` (``local=False``): a :class:`stream_app.backfill.distributed.DistributedOptions`
     (broker, topics, timeout); the pipeline must then be given as a model directory, which every
-    worker loads.
+    worker loads. ``keys_per_step`` (local runs; workers use the default): a shard is scored
+    in blocks of at most this many whole keys (``shard_task.py``); None: one call per shard.
     """
     if shards < 1:
         raise ValueError(f"shards must be >= 1, got {shards}")
@@ -124,7 +126,7 @@ def run_backfill(
     bar = _progress(progress, shards, len(done), f"backfill {run_id}")
     try:
         for shard in todo:
-            outcome = run_shard(source, sink, pipe, result.plan, run, shard, retries)
+            outcome = run_shard(source, sink, pipe, result.plan, run, shard, retries, keys_per_step)
             manifest.mark(run_id, shard, outcome.record(run))
             result.processed.append(shard)
             result.per_shard[shard] = outcome.record(run)

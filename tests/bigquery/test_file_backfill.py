@@ -161,3 +161,21 @@ def test_numeric_times_in_milliseconds_reach_the_pipeline_as_utc_timestamps(tmp_
     # a timestamp, not float seconds: the model reads a numeric time in time_unit (ms here)
     assert got.schema.field("ts").type == pa.timestamp("us", "UTC")
     assert sorted(got.column("ts").cast(pa.int64()).to_pylist()) == [1_500_000, 2_500_000]
+
+
+def test_a_shard_scored_in_key_blocks_gives_the_one_call_scores(arrow_events, pipeline):
+    from stream_app.backfill.shard_task import key_blocks, score_table
+
+    events = arrow_events(9, 40, seed=6).sort_by([("host", "ascending"), ("ts", "ascending")])
+    as_dict = events.set_column(0, "host", pc.dictionary_encode(events.column("host")))
+    for table in (events, as_dict):
+        blocks = key_blocks(table, "host", 4)
+        assert [len(set(table.column("host").slice(lo, hi - lo).to_pylist())) for lo, hi in blocks] == [4, 4, 1]
+        assert blocks[0][0] == 0 and blocks[-1][1] == table.num_rows
+        assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+        whole, _ = score_table(pipeline, table, False, 0, keys_per_step=None)
+        parts, _ = score_table(pipeline, table, False, 0, keys_per_step=4)
+        assert parts.column("key").to_pylist() == whole.column("key").to_pylist()
+        np.testing.assert_allclose(parts.column("score").to_numpy(), whole.column("score").to_numpy(), rtol=0, atol=1e-6)
+        assert parts.column("alert").to_pylist() == whole.column("alert").to_pylist()
+    assert key_blocks(events, "host", 9) == [(0, events.num_rows)]
