@@ -39,14 +39,22 @@ def keys_path(staging: Path, shard: int) -> Path:
 
 
 class ShardStager:
-    """Writes input batches into per-shard staging files (memory: at most ``flush_rows``
-    buffered rows per shard, plus the key directory)."""
+    """Writes input batches into per-shard staging files.
 
-    def __init__(self, staging: Path, shards: int, key_field: str, flush_rows: int = 65_536) -> None:
+    Memory: the key directory, and buffered rows: at most ``flush_rows`` per shard, and at most
+    ``max_held_batches`` input batches held (a buffered slice keeps its whole batch alive, so
+    with many shards, each getting a few rows of every batch, everything is flushed every
+    ``max_held_batches`` batches).
+    """
+
+    def __init__(self, staging: Path, shards: int, key_field: str, flush_rows: int = 65_536,
+                 max_held_batches: int = 16) -> None:
         self.staging = staging
         self.shards = shards
         self.key_field = key_field
         self.flush_rows = flush_rows
+        self.max_held_batches = max_held_batches
+        self._held_batches = 0
         self.keys = ShardKeys(shards)
         self.rows = np.zeros(shards, np.int64)
         self.schema: pa.Schema | None = None       # as read back: key as a dictionary
@@ -79,6 +87,11 @@ class ShardStager:
             self.rows[i] += hi - lo
             if self._pending_rows[i] >= self.flush_rows:
                 self._flush(i)
+        self._held_batches += 1
+        if self._held_batches >= self.max_held_batches:
+            for i in range(self.shards):
+                self._flush(i)
+            self._held_batches = 0
 
     def _flush(self, i: int) -> None:
         if not self._pending[i]:

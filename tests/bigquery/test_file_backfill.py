@@ -179,3 +179,19 @@ def test_a_shard_scored_in_key_blocks_gives_the_one_call_scores(arrow_events, pi
         np.testing.assert_allclose(parts.column("score").to_numpy(), whole.column("score").to_numpy(), rtol=0, atol=1e-6)
         assert parts.column("alert").to_pylist() == whole.column("alert").to_pylist()
     assert key_blocks(events, "host", 9) == [(0, events.num_rows)]
+
+
+def test_staging_holds_a_bounded_number_of_input_batches(tmp_path):
+    from stream_app.backfill.staging import ShardStager, read_staged_shard
+
+    stager = ShardStager(tmp_path, 50, "host", flush_rows=10_000, max_held_batches=4)
+    rng = np.random.default_rng(7)
+    for b in range(30):  # 100 rows per batch over ~50 shards: no shard reaches flush_rows
+        keys = pc.dictionary_encode(pa.array([f"k{i}" for i in rng.integers(0, 400, 100)]))
+        stager.write(pa.record_batch({"host": keys, "ts": pa.array(np.full(100, float(b)))}))
+        assert sum(len(p) for p in stager._pending) <= 4 * 50  # slices of at most 4 held batches
+    rows = stager.finish()
+    assert sum(rows) == 3000
+    schema = stager.schema
+    shards = [read_staged_shard(tmp_path, i, schema, "host", "ts") for i in range(50)]
+    assert sum(t.num_rows for t in shards) == 3000
