@@ -31,6 +31,8 @@ Faust details this module works around (see docs/streaming.md):
   commits from a timer task that can run between two sends; commits are held off while a batch
   sends (``_CommitGuard``), and the changelog records are sent by the agent, not buffered.
 - Concurrency stays 1: with more, Faust can commit an offset past messages still in flight.
+- A table recovery can stall after a rebalance, receiving no changelog record although some
+  are left to read; ``stream_app.recovery_watch`` restarts the reading of such partitions.
 - Faust does not create the parent of ``datadir`` nor the source topics (``stream_app.worker``
   does), and never decodes values (a decode error would stop the agent silently).
 """
@@ -58,6 +60,7 @@ from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
 from .pending_states import PendingStates
 from .processor import BatchOutput, BatchProcessor, InMessage, Limits
+from .recovery_watch import CHECK_EVERY_S, RecoveryWatch
 from .state_writes import flush_states, store_sent, write_states
 from .settings import StreamSettings
 
@@ -180,6 +183,13 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
     @app.timer(interval=2.0)
     async def update_lag() -> None:
         _update_lag(app, state)
+
+    watch = RecoveryWatch(app)
+
+    @app.timer(interval=CHECK_EVERY_S)
+    async def unstall_recovery() -> None:  # a Faust recovery stall (see the module)
+        if await watch.check():
+            metrics.recovery_restarts.inc()
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

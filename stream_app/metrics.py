@@ -35,6 +35,11 @@ class Metrics:
             "Event messages read back from the broker: processed after the last state write "
             "(a restart or a takeover), or skipped by Faust", registry=r,
         )
+        self.recovery_restarts = Counter(
+            "ember_recovery_restarts",
+            "Table recoveries whose stalled changelog reads were restarted (stream_app/recovery_watch.py)",
+            registry=r,
+        )
         self.duplicates = Counter(
             "ember_messages_duplicate_dropped",
             "Event messages Faust delivered again after this worker had processed them", registry=r,
