@@ -29,7 +29,7 @@ Faust details this module works around (see docs/streaming.md):
   crash: they are discarded at start and the state is restored from the committed changelog.
 - Exactly-once: a batch's outputs and state changes must share one transaction, but Faust
   commits from a timer task that can run between two sends; commits are held off while a batch
-  sends (``_CommitGuard``), and the changelog records are sent by the agent, not buffered.
+  sends (``CommitGuard``), and the changelog records are sent by the agent, not buffered.
 - Concurrency stays 1: with more, Faust can commit an offset past messages still in flight.
 - A table recovery can stall after a rebalance, receiving no changelog record although some
   are left to read; ``stream_app.recovery_watch`` restarts the reading of such partitions.
@@ -39,11 +39,8 @@ Faust details this module works around (see docs/streaming.md):
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import shutil
-import socket
 import struct
 import time
 import weakref
@@ -60,6 +57,7 @@ from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
 from .pending_states import PendingStates
 from .processor import BatchOutput, BatchProcessor, InMessage, Limits
+from .producer_router import CommitGuard, ProducerRouter
 from .recovery_watch import CHECK_EVERY_S, RecoveryWatch
 from .state_writes import flush_states, store_sent, write_states
 from .settings import StreamSettings
@@ -137,11 +135,11 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
                        key_serializer="raw", value_serializer="raw")
     table = app.Table(TABLE_NAME, default=None, partitions=events_partitions,
                       key_type=bytes, value_type=bytes)  # app-wide serializers are "raw"
-    producer_for = _ProducerRouter(app, settings, events_partitions, table)
+    producer_for = ProducerRouter(app, settings, events_partitions, table)
 
     @app.agent(events, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
-        guard = _CommitGuard(app.consumer) if settings.exactly_once else None
+        guard = CommitGuard(app.consumer) if settings.exactly_once else None
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_max_wait_s):
             if guard is None:
                 await _handle_batch(app, state, table, producer_for, batch)
@@ -229,66 +227,7 @@ def _discard_local_tables(app: faust.App) -> None:
         shutil.rmtree(tabledir)
 
 
-class _CommitGuard:
-    """Exactly-once: no transaction commit in the middle of a batch.
-
-    Faust commits on a timer, from another task. A batch's sends (outputs, then changelog) yield
-    to the event loop between them, so a commit could land between a batch's outputs and its
-    state change: the outputs would commit, the state change would go with the next
-    transaction, and a crash would then rescore the batch from the old state (duplicates — found
-    by the SIGKILL test). Every commit path goes through ``force_commit``; it is wrapped to take
-    the same lock the agent holds while it sends one batch. (A batch's offsets may still commit
-    one transaction later than its state: the stored state's offset makes the replay skip it.)
-    """
-
-    def __init__(self, consumer: Any):
-        self.lock = asyncio.Lock()
-        original = consumer.force_commit
-
-        async def force_commit(*args: Any, **kwargs: Any) -> Any:
-            async with self.lock:
-                return await original(*args, **kwargs)
-
-        consumer.force_commit = force_commit
-
-
-class _ProducerRouter:
-    """Sends outputs through the right producer: in exactly-once mode, the transactional producer
-    of the *source* partition (Faust's id format ``{app id}-{group}-{partition}``)."""
-
-    def __init__(self, app: faust.App, settings: StreamSettings, partitions: int, table: Any):
-        self.app = app
-        self.settings = settings
-        self.partitions = partitions
-        self.changelog_topic = table.changelog_topic.get_topic_name()
-        # Which worker produced an output (host:pid), for operators tracing a record.
-        self.headers = [("ember-worker", f"{socket.gethostname()}:{os.getpid()}".encode())]
-
-    def persisted(self, table: Any, metadata: Any) -> None:
-        """Record a changelog offset the local store holds (what Faust's send callback does), so
-        a restart on the same datadir replays the changelog only from there."""
-        tp = metadata.topic_partition
-        if self.settings.exactly_once:
-            self.app.tables.persist_offset_on_commit(table.data, tp, metadata.offset)
-        else:
-            table.data.set_persisted_offset(tp, metadata.offset)
-
-    def transactional_id(self, source_partition: int) -> str | None:
-        if not self.settings.exactly_once:
-            return None
-        group = self.app.assignor.group_for_topic(self.settings.events_topic)
-        return f"{self.app.conf.id}-{group}-{source_partition}"
-
-    async def send(self, topic: str, key: bytes | None, value: bytes, source_partition: int) -> asyncio.Future:
-        # Outputs are co-partitioned with the events: the same partition number as their source,
-        # which for keyed events is also where Kafka's partitioner would put the key.
-        return await self.app.producer.send(
-            topic, key, value, source_partition, None, self.headers,
-            transactional_id=self.transactional_id(source_partition),
-        )
-
-
-async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: _ProducerRouter,
+async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: ProducerRouter,
                         batch: list) -> None:
     t0 = time.perf_counter()
     s = state.settings

@@ -1,7 +1,7 @@
 """Writing key states to the worker's table: the changelog topic first, then the local RocksDB
 copy (Faust's store of the partition), and the changelog offset Faust resumes its recovery from.
 
-``router`` is the app's producer router (``stream_app.app._ProducerRouter``): it sends with the
+``router`` is the app's producer router (``stream_app.producer_router.ProducerRouter``): it sends with the
 right transactional producer and records persisted changelog offsets. Table writes go to the
 partition of the *current event* (see ``stream_app.app``), so each write names an event of its
 partition.
