@@ -3,8 +3,8 @@
 faust-streaming 0.15.3 can leave a worker in table recovery indefinitely after a rebalance:
 the two-worker rebalance test (tests/kafka/test_stream_worker.py) saw the remaining worker,
 taking over its peer's partitions, log "No event received for active tp <changelog
-partition> since recovery start" for minutes — in 2 of ~200 runs on a loaded 2-core machine this
-session — while the records it waited for were on the broker (below the highwater it had
+partition> since recovery start" for minutes — in 2 of ~200 runs on a loaded 2-core machine in
+November 2026 — while the records it waited for were on the broker (below the highwater it had
 read). Recovery then never ends, so the agent never gets another event. The exact cause
 inside Faust's fetch path was not pinned down (a state dump showed the changelog partitions
 active, the flow running and the changelog queue empty, i.e. records were not being
