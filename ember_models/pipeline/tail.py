@@ -60,9 +60,14 @@ class TailEvidence:
         # (bool to float64 is a slow casting loop: as uint8, ~1.5x faster; same counts)
         count += np.isfinite(raw).view(np.uint8)
         n, s = raw.shape
-        evidence, best = np.zeros((n, s)), np.zeros(n)
+        # evidence is filled score-major, [S, n], and returned as its [n, S] view: the row
+        # maxima are then a reduction along axis 0 (contiguous rows: ~3 us for 1,250 x 7),
+        # where [n, S] reduces its short rows one at a time (~50 us) and ufunc.at's time per
+        # pair varied 10x with where its operands were allocated (measured: 1.7 vs 19 us for
+        # the same 327 pairs, identical bytes)
+        evidence_t = np.zeros((s, n))
         if not len(flat):
-            return evidence, best
+            return evidence_t.T, np.zeros(n)
         k = self.k
         u1, total1 = u.reshape(-1), total.reshape(-1)
         r, old = np.take(raw.reshape(-1), flat), np.take(u1, flat)
@@ -79,19 +84,11 @@ class TailEvidence:
                       + (r - old) / (beta * _LN10))
             if n_full < len(flat):
                 ev = np.where(full, ev, 0.0)
+            key, score = np.divmod(flat, s)
             if weights is not None:
-                ev *= np.take(weights, flat % s)
-            np.put(evidence, flat, ev)
-            # the row maxima (the rest of a row is 0): from the pairs with evidence while they
-            # are few (warm keys: K/n of them); a column loop once they are many (a young
-            # key's values are mostly above its short tail; ufunc.at costs ~0.1 us a pair,
-            # and NumPy reduces short rows one row at a time)
-            if len(flat) < n // 2:
-                np.maximum.at(best, flat // s, ev)
-            else:
-                np.copyto(best, evidence[:, 0])
-                for j in range(1, s):
-                    np.maximum(best, evidence[:, j], out=best)
+                ev *= np.take(weights, score)
+            np.put(evidence_t, score * n + key, ev)
+        best = evidence_t.max(axis=0)
         # the kept values of the (key, score) rows: the new value evicts the min
         top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
         pos = flat * k + np.take(slot1, flat).astype(np.int64)
@@ -118,7 +115,7 @@ class TailEvidence:
         # the value at the argmin (a flat take: rows.min(axis=1) reduces row by row, 3x slower)
         np.put(u1, flat, np.take(rows, np.arange(0, len(flat) * k, k) + new_slot))
         slot1[flat] = new_slot      # (np.put of int64 into float64: ~3x slower than this)
-        return evidence, best
+        return evidence_t.T, best
 
     def get_config(self) -> dict:
         return {"n_raw": self.n_raw, "k": self.k, "memory": self.memory}
