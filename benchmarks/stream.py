@@ -184,6 +184,16 @@ class Worker:
                 return float(line.split()[1])
         return 0.0
 
+    def histograms(self) -> dict[str, dict[float, float]]:
+        """The worker's latency histograms: name -> {bucket upper bound: cumulative count}."""
+        out: dict[str, dict[float, float]] = {}
+        for line in (self._get("/metrics") or "").splitlines():
+            if "_bucket{" in line and line.startswith("ember_"):
+                name, rest = line.split("_bucket{", 1)
+                le = rest.split('le="', 1)[1].split('"', 1)[0]
+                out.setdefault(name, {})[float(le)] = float(line.rsplit(" ", 1)[1])
+        return out
+
     def events_done(self) -> float:
         return self.metric("ember_events_total")
 
@@ -283,6 +293,23 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
 # ----------------------------------------------------------------------------- main
 
 
+def histogram_split(before: dict, after: dict) -> str:
+    """Worker-side split of a latency phase: per histogram, the bucket bound that holds the
+    median and the 99th percentile of the observations made between the two snapshots."""
+    parts = []
+    for name in ("ember_batch_delay_seconds", "ember_batch_seconds", "ember_pipeline_step_seconds",
+                 "ember_state_write_seconds"):
+        b, a = before.get(name, {}), after.get(name, {})
+        counts = sorted((le, a[le] - b.get(le, 0.0)) for le in a)
+        total = counts[-1][1] if counts else 0.0
+        if not total:
+            continue
+        q = {p: next(le for le, c in counts if c >= p * total) for p in (0.5, 0.99)}
+        parts.append(f"{name[6:].replace('_seconds', '')} {total:.0f}: p50 <= {q[0.5] * 1000:g} ms, "
+                     f"p99 <= {q[0.99] * 1000:g} ms")
+    return "; ".join(parts)
+
+
 def machine() -> str:
     cpu = platform.processor() or ""
     try:
@@ -365,10 +392,13 @@ def main() -> int:
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per, fmt)
                     sent += len(lat_rows)
+                    hist0 = w.histograms()
                     lat = asyncio.run(measure_latency(
                         bootstrap, topics, lat_msgs, rate_msgs=len(lat_msgs) / args.latency_seconds,
                         caught_up=lambda n=sent: w.events_done() >= n or w.proc.poll() is not None))
                     w.wait_caught_up(sent)  # no backlog left for the next rate (or the worker died)
+                    print(f"  latency at {fraction:g} of max rate, worker side: "
+                          f"{histogram_split(hist0, w.histograms())}", flush=True)
                     p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
                     results.append((f"{fmt}:{per}", raw, ember, ember / raw, raw_1m, rate, len(lat), p50, p99))
             finally:

@@ -108,6 +108,7 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
         consumer_auto_offset_reset="earliest",
         key_serializer="raw",
         value_serializer="raw",
