@@ -14,7 +14,11 @@ def _matmul(a, b):
 
 
 _dot, _np_matmul = np.dot, np.matmul
-_clip, _max_reduce, _min_reduce = np._core.umath.clip, np.maximum.reduce, np.minimum.reduce
+_max_reduce, _min_reduce = np.maximum.reduce, np.minimum.reduce
+try:  # the ufunc np.clip ends in
+    from numpy._core.umath import clip as _clip
+except ImportError:  # NumPy 1.x (pyproject allows >= 1.26)
+    from numpy.core.umath import clip as _clip
 
 
 class NumpyBackend:
