@@ -12,10 +12,11 @@ so a new record of a stream with n events scores ≈ log10(n / K) plus how far b
 kept tail it goes, in decades. n is capped at ``memory`` events, so a stream that has run
 for months does not become impossible to surprise, nor much easier to.
 
-Like the features, this is per-key bookkeeping rather than model math: it runs in NumPy, in
-place on the key rows it is given (views of the batch's state), on every backend. Only the
-(key, score) pairs whose value enters the kept tail — K/n of them once a key is warm — touch
-the K kept values, so a step costs O(keys × scores), not O(keys × scores × K).
+Like the features, this is per-key bookkeeping rather than model math: it runs on NumPy
+arrays, in place on the key rows it is given (views of the batch's state), on every backend,
+as one compiled loop over the (key, score) pairs (tail_kernel.py, numba). Only the pairs whose
+value enters the kept tail — K/n of them once a key is warm — touch the K kept values, so a
+step costs O(keys × scores), not O(keys × scores × K).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import math
 import numpy as np
 
 EMPTY = -1e300      # an unused slot of the kept tail (below any real value)
-_LN10 = math.log(10.0)
+_NO_WEIGHTS = np.empty(0)
 
 
 class TailEvidence:
@@ -46,75 +47,22 @@ class TailEvidence:
     def step(self, state: dict, raw: np.ndarray, weights: np.ndarray | None = None):
         """raw [n, S] float64 (NaN = no observation). Returns (evidence [n, S] (>= 0) of each
         raw value against the tail before it, each row's largest evidence [n]), evidence
-        times ``weights`` [S] when given; then adds the values to the tails, in place."""
-        top, count = state["tail_top"], state["tail_n"]
-        u, total = state["tail_min"], state["tail_sum"]
-        # Only the pairs above their kept tail have evidence or touch the tail: once keys are
-        # warm that is K/n of them, so the arithmetic runs on those alone (same formulas).
-        # (np.take/np.put on flat positions: 2-3x faster than fancy indexing here; comparisons
-        # with NaN are False and quiet)
-        # (the method chain: np.flatnonzero's Python wrapper costs ~2 us more per call)
-        flat = (raw > u).reshape(-1).nonzero()[0]
-        count1 = count.reshape(-1)
-        n_before = np.take(count1, flat)
-        # (bool to float64 is a slow casting loop: as uint8, ~1.5x faster; same counts)
-        count += np.isfinite(raw).view(np.uint8)
+        times ``weights`` [S] when given; then adds the values to the tails, in place.
+        (The per-pair loop is compiled: tail_kernel.py.)"""
+        # (imported here: numba takes ~1 s to import, which commands that never score need
+        # not pay)
+        from .tail_kernel import tail_round
+
+        raw = np.ascontiguousarray(raw, dtype=np.float64)
         n, s = raw.shape
-        # evidence is filled score-major, [S, n], and returned as its [n, S] view: the row
-        # maxima are then a reduction along axis 0 (contiguous rows: ~3 us for 1,250 x 7),
-        # where [n, S] reduces its short rows one at a time (~50 us) and ufunc.at's time per
-        # pair varied 10x with where its operands were allocated (measured: 1.7 vs 19 us for
-        # the same 327 pairs, identical bytes)
-        evidence_t = np.zeros((s, n))
-        if not len(flat):
-            return evidence_t.T, np.zeros(n)
-        k = self.k
-        u1, total1 = u.reshape(-1), total.reshape(-1)
-        r, old = np.take(raw.reshape(-1), flat), np.take(u1, flat)
-        total_before = np.take(total1, flat)
-        full = n_before >= k
-        n_full = np.count_nonzero(full)     # all of them once keys are warm: no selects then
-        if n_full:
-            # every pair above its tail, then the not-yet-full ones zeroed: fewer calls than
-            # selecting the full ones first (elementwise the same formulas)
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                beta = np.maximum(total_before / k - old, 1e-9 * (np.abs(old) + 1e-12))
-                # (n capped at memory; the floor at k only matters for pairs zeroed below)
-                ev = (np.log10(np.minimum(n_before, self.memory)) - self._log_k
-                      + (r - old) / (beta * _LN10))
-            if n_full < len(flat):
-                ev = np.where(full, ev, 0.0)
-            key, score = np.divmod(flat, s)
-            if weights is not None:
-                ev *= np.take(weights, score)
-            np.put(evidence_t, score * n + key, ev)
-        best = evidence_t.max(axis=0)
-        # the kept values of the (key, score) rows: the new value evicts the min
-        top1, slot1 = top.reshape(-1), state["tail_slot"].reshape(-1)
-        pos = flat * k + np.take(slot1, flat).astype(np.int64)
-        np.put(top1, pos, r)
-        # (a tail that has counted k values holds k real ones: while it had an empty slot every
-        # finite value entered it; so its min is real and the select is needed only before)
-        np.put(total1, flat, total_before + (r - old if n_full == len(flat)
-                                             else np.where(old > EMPTY, r - old, r)))
-        if n_full < len(flat):
-            # A tail with an empty slot (min EMPTY) took the value into its first empty slot
-            # (the argmin: the first of the minima), so the slots before it are filled; if the
-            # next slot is empty too, it is the new argmin and the min stays EMPTY — no row
-            # search for the tails still filling (every finite value of a young key: ~K times
-            # more pairs than once warm). Rows that filled up search as below.
-            nxt = pos + 1
-            filling = (old == EMPTY) & (nxt % k != 0)
-            filling[filling] = np.take(top1, nxt[filling]) == EMPTY
-            if filling.any():
-                # (a fancy assignment: np.put casts value by value, ~10x slower here)
-                slot1[flat[filling]] = nxt[filling] % k
-                flat = flat[~filling]
-        rows = np.take(top.reshape(-1, k), flat, axis=0)
-        new_slot = np.argmin(rows, axis=1)
-        # the value at the argmin (a flat take: rows.min(axis=1) reduces row by row, 3x slower)
-        np.put(u1, flat, np.take(rows, np.arange(0, len(flat) * k, k) + new_slot))
-        slot1[flat] = new_slot      # (np.put of int64 into float64: ~3x slower than this)
+        # evidence is filled score-major, [S, n], and returned as its [n, S] view (the
+        # caller's row maxima come with it, ``best``)
+        evidence_t = np.empty((s, n))
+        best = np.empty(n)
+        tail_round(raw, state["tail_top"], state["tail_n"], state["tail_min"], state["tail_slot"],
+                   state["tail_sum"], float(self.k), self.memory, self._log_k, EMPTY,
+                   _NO_WEIGHTS if weights is None else np.asarray(weights, np.float64),
+                   evidence_t, best)
         return evidence_t.T, best
 
     def get_config(self) -> dict:
