@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Feature, RoundInputs, State, flat_view
+from ..kernels import kernels
+from .base import Feature, RoundInputs, State
 
 
 class RollingCountWindow(Feature):
@@ -28,7 +29,7 @@ class RollingCountWindow(Feature):
         # slot p - size (mod capacity) of each window, for each next slot p: (capacity, S)
         self._back = ((np.arange(self.capacity)[:, None] - np.asarray(self.sizes))
                       & (self.capacity - 1))
-        self._cell_cache: dict = {}
+        self._sizes_i = np.asarray(self.sizes, dtype=np.int64)
 
     def names(self) -> list[str]:
         return self._field_names(*[f"{stat}_n{s}" for s in self.sizes for stat in ("mean", "std")])
@@ -61,7 +62,7 @@ class RollingCountWindow(Feature):
             # all of them, read and written as rows, no positions.
             self._step_aligned(buf, count, ref, s, ss, least & mask, y3)
         else:
-            self._step_any(state, obs, obsf, full, y3)
+            self._step_any(state, obs, y3)
         # every window full: 1/size (a complete round added one to every count)
         if (least + 1 if full else int(count.min()) if count.size else 0) >= self.sizes[-1]:
             inv = self._inv_sizes
@@ -85,78 +86,17 @@ class RollingCountWindow(Feature):
         if pos == self.capacity - 1:         # every buffer wrapped
             self._recompute_all(buf, ref, s, ss)
 
-    def _step_any(self, state, obs, obsf, full: bool, y3) -> None:
-        """The window update at each (field, key)'s own slot."""
-        buf, count, ref = state["buf"], state["count"], state["ref"]
-        s, ss = state["sum"], state["sumsq"]
-        mask = self.capacity - 1
-        v, n = obs.shape
-        y = y3[:, 0]
-        flat, (sv, sp, sk) = flat_view(state, "buf")
-        cell, slots, table = self._cells(v, n, sv, sp, sk)               # (V, n) slot 0
-        pos = count & mask                                               # next slot (V, n)
-        # Flat positions of the next slot (row 0) and of the value leaving each window (rows
-        # 1..S). Slots are 0 until written and a window of n can only reach back past the first
-        # value while fewer than n values were seen, so no mask.
-        at = np.take(table, pos, axis=1)                                 # (1+S, V, n)
-        at += cell
-        leaving = np.take(flat, at[1:]).transpose(1, 0, 2)               # (V, S, n) view
-        at = at[0]
-        if full:
-            s += y3 - leaving
-            ss += y3 * y3 - leaving * leaving
-            np.put(flat, at, y)
-            count += 1
-            wrapped = pos == mask            # count & mask is 0 now
-        else:
-            obs3 = obsf[:, None, :]
-            s += (y3 - leaving) * obs3
-            ss += (y3 * y3 - leaving * leaving) * obs3
-            np.put(flat, at[obs], y[obs])
-            count += obs            # int += bool: exact
-            wrapped = obs & (pos == mask)
-        if wrapped.all():
-            # every (field, key) at once (a backfill's fresh keys with complete data wrap in
-            # the same rounds): the whole buffer, fields x keys rows in C order, as
-            # cell[wrapped] and np.nonzero would give them
-            self._recompute_all(buf, ref, s, ss)
-        elif wrapped.any():
-            self._recompute(flat, slots, cell[wrapped], ref, s, ss, *np.nonzero(wrapped))
-
-    def _cells(self, v, n, sv, sp, sk):
-        """Flat offsets of slot 0 of each (field, key) of the buffer, of each slot relative to
-        it, and a (1+S, capacity) table: row 0 the offset of slot p, row j the offset of slot
-        p - sizes[j-1] (mod capacity). Cached per strides, for as many keys as the slot
-        stride (the engine's views are key prefixes of an array of `sp` keys: a round with
-        fewer keys takes the first n columns, without a new array per round size)."""
-        key = (v, sv, sp, sk)
-        hit = self._cell_cache.get(key)
-        if hit is None or hit[0].shape[1] < n:
-            if len(self._cell_cache) > 64:
-                self._cell_cache.clear()
-            back = np.asarray((0, *self.sizes), dtype=np.int64)[:, None]
-            table = ((np.arange(self.capacity) - back) & (self.capacity - 1)) * sp
-            width = max(n, sp if sk == 1 else n)
-            hit = self._cell_cache[key] = (np.arange(v)[:, None] * sv + np.arange(width) * sk,
-                                           np.arange(self.capacity) * sp, table)
-        cell, slots, table = hit
-        return cell[:, :n], slots, table
-
-    def _recompute(self, flat, slots, cell, ref, s, ss, fields, keys) -> None:
-        """The buffers of (fields[i], keys[i]) just wrapped: slots 0..cap-1 hold their last
-        `cap` values, oldest first. Recentre them on their mean and recompute the sums."""
-        at = cell[:, None] + slots                                       # (m, cap)
-        b = np.take(flat, at)                                            # (m, cap) copy
-        shift = self._recentre(b)
-        ref[fields, keys] += shift
-        np.put(flat, at, b)
-        for j, (total, squares) in enumerate(self._sums(b)):
-            s[fields, j, keys] = total
-            ss[fields, j, keys] = squares
+    def _step_any(self, state, obs, y3) -> None:
+        """The window update at each (field, key)'s own slot, buffers that wrap recentred: a
+        compiled loop (rolling_count_kernel.py)."""
+        kernels("ember_models.features.rolling_count_kernel").rolling_count_any(
+            y3[:, 0], obs, state["buf"], state["count"], state["ref"], state["sum"],
+            state["sumsq"], self._sizes_i)
 
     def _recompute_all(self, buf, ref, s, ss) -> None:
-        """`_recompute` of every (field, key) of the round: the (V, cap, n) buffer as
-        (V*n, cap) rows by one transposing copy (~15x faster than take/put at positions)."""
+        """Every (field, key) of the round just wrapped (aligned counts): slots 0..cap-1 hold
+        their last `cap` values, oldest first. Recentre them on their mean and recompute the
+        sums, the (V, cap, n) buffer as (V*n, cap) rows by one transposing copy."""
         v, cap, n = buf.shape
         b = buf.transpose(0, 2, 1).reshape(-1, cap)                      # (V*n, cap) copy
         shift = self._recentre(b)
@@ -180,3 +120,4 @@ class RollingCountWindow(Feature):
         for size in self.sizes:
             tail = b[:, self.capacity - size:]
             yield np.add.reduce(tail, axis=1), np.add.reduce(tail * tail, axis=1)
+

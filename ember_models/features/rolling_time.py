@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State, fmt_seconds
 
 _NEVER = np.iinfo(np.int64).min // 2
@@ -46,15 +47,13 @@ class RollingTimeWindow(Feature):
                 "seen": ((v,), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        # (imported here: numba takes ~1 s to import; see rolling_time_kernel.py for why the
-        # round is a compiled loop over keys)
-        from .rolling_time_kernel import rolling_time_round
-
         x = self.observed(inp)[0]                                          # (V, n), NaN missing
         _, t_last = self.clock(state, inp)               # time never runs backwards for a key
         closed, open_, ref = state["closed_total"], state["open"], state["ref"]
-        rolling_time_round(x, t_last, self._inv_width, state["ring_id"], state["ring"], closed,
-                           open_, state["open_id"], ref, state["seen"])
+        # (the state update is a compiled loop over the keys: rolling_time_kernel.py)
+        kernels("ember_models.features.rolling_time_kernel").rolling_time_round(
+            x, t_last, self._inv_width, state["ring_id"], state["ring"], closed, open_,
+            state["open_id"], ref, state["seen"])
         full = self.complete(inp)            # every value observed: no masking needed
         tot = closed + open_                                               # (W, 3, V, n)
         out = out.reshape(tot.shape, copy=False)

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from ..kernels import kernels
+
 EMPTY = -1e300      # an unused slot of the kept tail (below any real value)
 _NO_WEIGHTS = np.empty(0)
 
@@ -49,20 +51,17 @@ class TailEvidence:
         raw value against the tail before it, each row's largest evidence [n]), evidence
         times ``weights`` [S] when given; then adds the values to the tails, in place.
         (The per-pair loop is compiled: tail_kernel.py.)"""
-        # (imported here: numba takes ~1 s to import, which commands that never score need
-        # not pay)
-        from .tail_kernel import tail_round
-
         raw = np.ascontiguousarray(raw, dtype=np.float64)
         n, s = raw.shape
         # evidence is filled score-major, [S, n], and returned as its [n, S] view (the
         # caller's row maxima come with it, ``best``)
         evidence_t = np.empty((s, n))
         best = np.empty(n)
-        tail_round(raw, state["tail_top"], state["tail_n"], state["tail_min"], state["tail_slot"],
-                   state["tail_sum"], float(self.k), self.memory, self._log_k, EMPTY,
-                   _NO_WEIGHTS if weights is None else np.asarray(weights, np.float64),
-                   evidence_t, best)
+        kernels("ember_models.pipeline.tail_kernel").tail_round(
+            raw, state["tail_top"], state["tail_n"], state["tail_min"], state["tail_slot"],
+            state["tail_sum"], float(self.k), self.memory, self._log_k, EMPTY,
+            _NO_WEIGHTS if weights is None else np.asarray(weights, np.float64),
+            evidence_t, best)
         return evidence_t.T, best
 
     def get_config(self) -> dict:
