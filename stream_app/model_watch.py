@@ -78,6 +78,7 @@ class ModelHolder:
         for name in ("config", "model_version", "step"):
             if not hasattr(pipeline, name):
                 raise ModelLoadError(f"the loaded pipeline has no {name!r} (see docs/contracts.md)")
+        _warm_up(pipeline)
         self.pipeline, self.fingerprint = pipeline, fp
         return pipeline
 
@@ -89,6 +90,7 @@ class ModelHolder:
         old = self.pipeline
         try:
             new = await asyncio.to_thread(self.loader, self.model_dir)
+            await asyncio.to_thread(_warm_up, new)
         except Exception as exc:
             log.warning("model in %s changed but did not load (keeping %s): %s",
                         self.model_dir, old.model_version, exc)
@@ -99,3 +101,11 @@ class ModelHolder:
         self.pipeline = new
         log.warning("model reloaded: %s -> %s", old.model_version, new.model_version)
         return True
+
+
+def _warm_up(pipeline: Any) -> None:
+    """A pipeline that has ``warm_up`` (ember's: its compiled loops loaded before the first
+    batch, not inside it) runs it; a custom loader's pipeline need not have one."""
+    warm_up = getattr(pipeline, "warm_up", None)
+    if callable(warm_up):
+        warm_up()

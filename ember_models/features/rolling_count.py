@@ -120,4 +120,3 @@ class RollingCountWindow(Feature):
         for size in self.sizes:
             tail = b[:, self.capacity - size:]
             yield np.add.reduce(tail, axis=1), np.add.reduce(tail * tail, axis=1)
-
