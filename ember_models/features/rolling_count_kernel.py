@@ -5,9 +5,9 @@ When the keys of a round are at different counts (a streaming micro-batch, alway
 (field, key) writes its own ring slot and reads the values leaving each window from its own
 positions, and every 64th value (the capacity) its buffer wraps and is recentred with its sums
 recomputed exactly. As NumPy array calls that was a table of flat positions, two gathers and a
-scatter per round plus ~15 calls for the wrapped buffers (a fixed ~40 + ~45 µs and ~0.35 µs
-per key: the largest feature of a streaming round; docs/performance.md, "Streaming", session
-5). Here each (field, key) reads and writes its own slots in place. The arithmetic is the array
+scatter per round, and gathers for the wrapped buffers (the feature: a fixed ~39 µs and ~0.35
+µs per key a round, the recomputation ~47 µs in rounds with a wrap; the largest feature of a
+streaming round; docs/performance.md, "Streaming", session 5). Here each (field, key) reads and writes its own slots in place. The arithmetic is the array
 version's, element by element (a missing value adds its masked, zero, differences), and the
 exact sums are NumPy's pairwise summation (``pairwise_sum``: the same blocks and order as
 ``np.add.reduce`` along a row), so the states are the same bit for bit.

@@ -167,11 +167,12 @@ class Pipeline:
         the first time in a process) are ready before the first real batch instead of inside
         it. The keys get different event counts, so the unaligned code paths load too."""
         d = self.config.data
-        scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[d.time_unit]
 
-        def batch(keys: list[str], t0: float) -> pa.Table:
+        def batch(keys: list[str], t0: int) -> pa.Table:
+            # (a timestamp column carries its own unit, whatever the config's time_unit)
             cols = {d.key_field: pa.array(keys, pa.string()),
-                    d.time_field: pa.array([(t0 + 60.0 * i) * scale for i in range(len(keys))])}
+                    d.time_field: pa.array([t0 + 60 * i for i in range(len(keys))],
+                                           pa.timestamp("s"))}
             for j, name in enumerate(d.value_fields):
                 cols[name] = pa.array([float(i + j) for i in range(len(keys))])
             for name in d.categorical_fields:
@@ -180,9 +181,9 @@ class Pipeline:
 
         # (the second batch's rounds: all three keys, then a prefix of two at different counts,
         # so the loops load for whole arrays and for prefix views, aligned and not)
-        first = self.step(batch(["warm-up-a"] * 3 + ["warm-up-b", "warm-up-c"], 1.7e9), {})
+        first = self.step(batch(["warm-up-a"] * 3 + ["warm-up-b", "warm-up-c"], 1_700_000_000), {})
         self.step(batch(["warm-up-a", "warm-up-b", "warm-up-c", "warm-up-a", "warm-up-b"],
-                        1.7e9 + 600.0), first.states)
+                        1_700_000_600), first.states)
 
     def score(self, table: pa.Table, states: Mapping[str, bytes | None] | None = None
               ) -> pa.Table:

@@ -3,10 +3,10 @@
 ``tail.TailEvidence.step`` is per-pair scalar logic: compare a value with its pair's kept
 minimum, and only for the pairs above it (K/n of them once a key is warm, nearly all of them
 while it is young) compute the evidence, put the value into the kept tail and find the new
-minimum. In NumPy that was ~25 array calls per round on gathered rows of the pairs that
-entered: a fixed ~40 µs per round, and a row gather of K values per entering pair that missed
-the cache (a 1,250-key shard's tails are 2.2 MB) — ~0.13-0.17 µs per event of a backfill,
-3-4x more while keys are young. Here one pass over the pairs touches each pair's row in
+minimum. As NumPy array calls on gathered rows of the pairs that entered that cost a fixed
+~34-38 µs per round, and a row gather of K values per entering pair that missed the cache (a
+1,250-key shard's tails are 2.2 MB): ~0.13-0.17 µs per event of a backfill, 423 µs a round
+against 98 once warm while keys are young (rounds 32-100). Here one pass over the pairs touches each pair's row in
 place. Same formulas, same order of operations, so the same kept values, counts and sums;
 the evidence's log10 is the C library's (NumPy's SIMD one may differ by an ulp).
 """
@@ -25,8 +25,9 @@ def tail_round(raw, top, count, tmin, slot, total, k, memory, log_k, empty, weig
                evidence_t, best):
     """One round, in place on the tails: raw [n, S] (NaN = no observation); top [n, S, K];
     count, tmin, slot, total [n, S] (float64, slot holds an integer); weights [S] or an empty
-    array (no weighting); k = float(K). Fills evidence_t [S, n] (zero where a value did not enter a full
-    tail) and best [n] (the row maxima of the evidence, NaN-propagating like ``max``)."""
+    array (no weighting); k = float(K). Fills evidence_t [S, n] (zero where a value did not
+    enter a full tail) and best [n] (the row maxima of the evidence, NaN-propagating like
+    ``max``)."""
     n, s = raw.shape
     kn = top.shape[2]
     weighted = weights.shape[0] > 0
