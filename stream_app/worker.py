@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import heap
 from .model_watch import ModelHolder, ModelLoadError
 from .settings import StreamSettings
 from .topics import TopicError, ensure_topics
@@ -95,6 +96,7 @@ def run(settings: StreamSettings) -> None:
     import faust
 
     app = build(settings)
+    heap.freeze()  # the model and every module loaded: out of the garbage collector's way
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     # mode's Worker already dumps every task's stack on SIGUSR1 ("cry"): kill -USR1 <pid>.
     worker.execute_from_commandline()
