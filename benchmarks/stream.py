@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -202,14 +204,33 @@ class Worker:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def breakdown(self) -> str:
-        """Where the worker's time went so far (its /metrics sums), per event."""
-        n = max(self.events_done(), 1.0)
-        us = {name: self.metric(f"ember_{name}_sum") / n * 1e6
-              for name in ("batch_seconds", "pipeline_step_seconds", "state_write_seconds")}
-        return (f"{self.metric('ember_batches_total'):.0f} batches of {n / max(self.metric('ember_batches_total'), 1):.0f} "
-                f"events; per event: batch {us['batch_seconds']:.2f} µs (step {us['pipeline_step_seconds']:.2f}, "
-                f"state writes {us['state_write_seconds']:.2f})")
+    _SUMS = ("events_total", "batches_total", "batch_seconds_sum", "pipeline_step_seconds_sum",
+             "state_write_seconds_sum")
+
+    def snapshot(self) -> dict[str, float]:
+        """The /metrics counters ``breakdown`` splits, the CPU time and the wall clock now."""
+        text = self._get("/metrics") or ""
+        values = {name: 0.0 for name in self._SUMS}
+        for line in text.splitlines():
+            name = line.split(" ", 1)[0]
+            if name.startswith("ember_") and name[6:] in values:
+                values[name[6:]] = float(line.split()[1])
+        values["cpu"] = self.cpu_seconds()
+        values["wall"] = time.monotonic()
+        return values
+
+    @staticmethod
+    def breakdown(before: dict[str, float], after: dict[str, float]) -> str:
+        """Where the worker's time went between two snapshots, per event; "busy" is the share
+        of the wall time spent inside batches (the agent's utilisation)."""
+        d = {k: after[k] - before[k] for k in after}
+        n = max(d["events_total"], 1.0)
+        us = {k: d[k] / n * 1e6 for k in ("batch_seconds_sum", "pipeline_step_seconds_sum",
+                                           "state_write_seconds_sum", "cpu")}
+        return (f"{d['batches_total']:.0f} batches of {n / max(d['batches_total'], 1):.0f} events; per event: "
+                f"worker CPU {us['cpu']:.2f} µs, batch {us['batch_seconds_sum']:.2f} µs (step "
+                f"{us['pipeline_step_seconds_sum']:.2f}, state writes {us['state_write_seconds_sum']:.2f}); "
+                f"busy {d['batch_seconds_sum'] / max(d['wall'], 1e-9):.0%}")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -253,8 +274,8 @@ class Worker:
 
 
 async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate_msgs: float,
-                          caught_up) -> list[float]:
-    """Alert latencies (s) of ``messages`` produced at ``rate_msgs``; alerts are read until
+                          caught_up) -> list[tuple[float, float]]:
+    """(sent, latency) of each alert of ``messages`` (seconds from the first send; seconds) produced at ``rate_msgs``; alerts are read until
     ``caught_up()`` (the worker has processed every event) and 1 s more, so the alerts of a
     queue that built up count too."""
     sent_at: dict[tuple[int, int], float] = {}
@@ -284,9 +305,10 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
     done.set()
     await reader
     await consumer.stop()
+    t0 = min(sent_at.values(), default=0.0)
     for t_recv, src in received:
         if src in sent_at:
-            latencies.append(t_recv - sent_at[src])
+            latencies.append((sent_at[src] - t0, t_recv - sent_at[src]))
     return latencies
 
 
@@ -339,6 +361,7 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--latency-fractions", default="0.5",
                     help="measure latency at these fractions of the worker's max rate (comma-separated)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (worker logs, broker data)")
     args = ap.parse_args()
     spec = ",".join(f"json:{x}" for x in args.per_message.split(",")) if args.per_message else args.formats
     formats = [(f.split(":")[0], int(f.split(":")[1])) for f in spec.split(",")]
@@ -382,23 +405,32 @@ def main() -> int:
             cycles = 0  # passes over the rows made so far (each later in time than the last)
             try:
                 w.wait_ready()
-                cpu0 = w.cpu_seconds()
+                snap = w.snapshot()
                 ember = w.throughput(len(fmt_rows))
-                print(f"  ember {ember:.0f} events/s; worker CPU {(w.cpu_seconds() - cpu0) / len(fmt_rows) * 1e6:.2f} "
-                      f"µs per event; {w.breakdown()}; load average {os.getloadavg()}", flush=True)
+                print(f"  ember {ember:.0f} events/s; {w.breakdown(snap, w.snapshot())}; "
+                      f"load average {os.getloadavg()}", flush=True)
                 sent = len(fmt_rows)
                 for fraction in fractions:  # lowest rate first
                     rate = ember * fraction
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per, fmt)
                     sent += len(lat_rows)
-                    hist0 = w.histograms()
+                    # This process holds every row made (millions of objects): a full collection
+                    # of them here took ~0.5 s of a core in the middle of the latency run, CPU
+                    # the broker and the worker share. Frozen, collections skip them.
+                    gc.collect()
+                    gc.freeze()
+                    hist0, snap = w.histograms(), w.snapshot()
                     lat = asyncio.run(measure_latency(
                         bootstrap, topics, lat_msgs, rate_msgs=len(lat_msgs) / args.latency_seconds,
                         caught_up=lambda n=sent: w.events_done() >= n or w.proc.poll() is not None))
                     w.wait_caught_up(sent)  # no backlog left for the next rate (or the worker died)
-                    print(f"  latency at {fraction:g} of max rate, worker side: "
+                    print(f"  latency at {fraction:g} of max rate, worker side: {w.breakdown(snap, w.snapshot())}; "
                           f"{histogram_split(hist0, w.histograms())}", flush=True)
+                    worst = sorted(lat, key=lambda x: -x[1])[:max(len(lat) // 100, 3)]
+                    print("  slowest alerts (sent at s: latency ms): "
+                          + ", ".join(f"{t:.2f}: {d * 1000:.0f}" for t, d in sorted(worst)), flush=True)
+                    lat = [d for _, d in lat]
                     p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
                     results.append((f"{fmt}:{per}", raw, ember, ember / raw, raw_1m, rate, len(lat), p50, p99))
             finally:
@@ -415,6 +447,10 @@ def main() -> int:
     finally:
         if started:
             broker.stop(work / "kafka")
+        if args.keep:
+            print(f"kept {work} (worker logs, broker data)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
