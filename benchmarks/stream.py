@@ -18,7 +18,11 @@ JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in
 3. **latency**: with the worker idle, fresh events (later in time, 1 % spiked) are produced at
    ``--latency-fractions`` of the worker's measured rate (default one half; lowest first, each
    once the worker has caught up with the one before) for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
-   (the alert names the source partition and offset). p50 / p99.
+   (the alert names the source partition and offset). p50 / p99, the slowest 1 % with the
+   time they were sent (a cluster names a stall), and the worker's own split of the phase
+   (CPU, batch and step time per event, share of the wall time inside batches). This process
+   freezes its heap first (``gc.freeze``): its rows are millions of objects, and a full
+   collection of them mid-run took a core from the broker and the worker.
 
 Prints one table and the ratio worker / raw per format. Events are the generated sample
 (stream_app.sample) over ``--keys`` keys, with 1 % of events spiked so alerts are frequent.
