@@ -21,8 +21,8 @@ JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in
    (the alert names the source partition and offset). p50 / p99, the slowest 1 % with the
    time they were sent (a cluster names a stall), and the worker's own split of the phase
    (CPU, batch and step time per event, share of the wall time inside batches). This process
-   freezes its heap first (``gc.freeze``): its rows are millions of objects, and a full
-   collection of them mid-run took a core from the broker and the worker.
+   freezes its heap first (``gc.freeze``): its rows are millions of objects, and collections
+   of them mid-run took a core from the broker and the worker.
 
 Prints one table and the ratio worker / raw per format. Events are the generated sample
 (stream_app.sample) over ``--keys`` keys, with 1 % of events spiked so alerts are frequent.
@@ -279,9 +279,9 @@ class Worker:
 
 async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate_msgs: float,
                           caught_up) -> list[tuple[float, float]]:
-    """(sent, latency) of each alert of ``messages`` (seconds from the first send; seconds) produced at ``rate_msgs``; alerts are read until
-    ``caught_up()`` (the worker has processed every event) and 1 s more, so the alerts of a
-    queue that built up count too."""
+    """(sent, latency) in seconds of each alert of ``messages`` produced at ``rate_msgs``
+    ("sent": since the first send); alerts are read until ``caught_up()`` (the worker has
+    processed every event) and 1 s more, so the alerts of a queue that built up count too."""
     sent_at: dict[tuple[int, int], float] = {}
     latencies: list[float] = []
     consumer = AIOKafkaConsumer(topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="latest",
@@ -419,9 +419,9 @@ def main() -> int:
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per, fmt)
                     sent += len(lat_rows)
-                    # This process holds every row made (millions of objects): a full collection
-                    # of them here took ~0.5 s of a core in the middle of the latency run, CPU
-                    # the broker and the worker share. Frozen, collections skip them.
+                    # This process holds every row made (millions of objects): it was seen at a
+                    # full core for 0.2-0.4 s in the middle of latency runs (full collections of
+                    # them), CPU the broker and the worker share. Frozen, collections skip them.
                     gc.collect()
                     gc.freeze()
                     hist0, snap = w.histograms(), w.snapshot()
