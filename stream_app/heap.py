@@ -4,8 +4,8 @@ A worker's heap is mostly what it loaded once: the model, numba's compiled kerne
 aiokafka, pyarrow (~167,000 objects after a model load and its warm-up). CPython's oldest
 generation is collected every so often while micro-batches allocate, and each such collection
 walks all of that: 112-122 ms a time in the worker, a pause that every event in flight waits
-for (the half-rate latency run of ``benchmarks/stream.py`` put its slowest alerts right behind
-them; docs/performance.md, "Session 6"). ``gc.freeze()`` moves the objects alive now to a
+for (one was behind the slowest alerts of a half-rate run of ``benchmarks/stream.py``;
+docs/performance.md, "Session 6"). ``gc.freeze()`` moves the objects alive now to a
 permanent generation that collections skip, so a full collection walks only what came later
 (0.002 ms right after the freeze here). Reference counting still frees frozen objects; only
 reference cycles among them stay until the next ``refreeze``.
