@@ -53,7 +53,7 @@ from faust.streams import _current_event  # see the module docstring
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import heap
-from .gap_fill import GapFiller
+from .gap_fill import GapFiller, mark_done
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
 from .pending_states import PendingStates
@@ -268,6 +268,7 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     assignments = state.assignments
     new_positions: dict[int, int] = {}
     write_now = False  # a partition without a stored cursor gets one before its offsets commit
+    refetched: list[tuple[str, int, int, int]] = []  # (topic, partition, start, end) read back
     for partition, msgs in by_partition.items():
         # ``trusted``: offsets this process has fully processed since the last rebalance (or
         # earlier in this batch): Faust redelivers some of them around seeks; they are dropped.
@@ -294,6 +295,7 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
                             len(missing))
                 metrics.refetched.inc(len(missing))
                 complete.extend(missing)
+                refetched.append((m.topic, partition, last + 1, m.offset))
             complete.append(m)
             last = m.offset if last is None else max(last, m.offset)
             trusted = last
@@ -331,6 +333,8 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
             metrics.flush_seconds.observe(time.perf_counter() - t_write)
     if state.assignments == assignments:  # no rebalance while this batch was in flight
         state.positions.update(new_positions)
+        for topic, partition, start, end in refetched:  # processed: Faust's commits may pass them
+            await mark_done(app.consumer, topic, partition, start, end)
     else:
         pending.drop()
 

@@ -95,6 +95,13 @@ class WorkerProc:
             self.proc.kill()
             self.proc.wait(10)
 
+    def dump_tasks(self) -> None:
+        """Ask a live worker to log every asyncio task's stack (mode's SIGUSR1 "cry"), so a
+        timeout shows where a stuck worker waits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.5)
+
     def tail(self, n: int = 6000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-n:]
@@ -159,5 +166,7 @@ def wait_for(predicate, timeout_s: float, what: str, every: float = 0.3, workers
         if value:
             return value
         time.sleep(every)
-    logs = "\n".join(w.tail(3000) for w in workers)
+    for w in workers:
+        w.dump_tasks()
+    logs = "\n".join(w.tail(12000) for w in workers)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")

@@ -35,3 +35,24 @@ def test_gap_filler_reads_exactly_the_missing_range_in_order(kafka_bootstrap, ka
     assert [(m.offset, m.value) for m in a] == [(i, f"m{i}".encode()) for i in range(5, 9)]
     assert [m.offset for m in b] == [18, 19] and all(m.partition == 1 and m.topic == topic for m in b)
     assert [m.value for m in c] == [b"other"]
+
+
+def test_a_range_read_back_lets_fausts_commits_pass_it(tmp_path):
+    """Faust commits a partition only up to its first offset never acked: a range it skipped
+    (never delivered, never acked) held that partition's commits back for good, and in
+    exactly-once mode its transaction with them (the SIGKILL test's rare timeout)."""
+    import faust
+    from faust.types import TP
+
+    from stream_app.gap_fill import mark_done
+
+    app = faust.App("gap-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path), autodiscover=False)
+    consumer = app.consumer  # created, never started: no broker needed
+    tp = TP("events", 0)
+    consumer._committed_offset[tp] = 41  # committed up to 40; Faust skipped 41..60
+    consumer._acked[tp] = [61, 62, 63]  # later events, processed and acked
+    consumer._acked_index[tp].update([61, 62, 63])
+    assert consumer._new_offset(tp) is None  # stuck: the skipped range was never acked
+
+    asyncio.run(mark_done(consumer, "events", 0, 41, 61))
+    assert consumer._new_offset(tp) == 64  # the next commit steps over the range read back
