@@ -267,7 +267,10 @@ class Worker:
                 t_first, d_first = time.time(), done
             if done >= n_events:
                 end = json.loads(self._get("/health"))["last_batch_at"]
-                return (done - d_first) / (end - t_first), done / (end - t_start), t_first - t_start
+                with_start = done / (end - t_start)
+                if done <= d_first or end <= t_first:  # all of it in the first batch seen
+                    return with_start, with_start, t_first - t_start
+                return (done - d_first) / (end - t_first), with_start, t_first - t_start
             if self.proc.poll() is not None:
                 raise RuntimeError("worker exited; see worker.log")
             time.sleep(0.01 if t_first is None else 0.25)
@@ -426,7 +429,7 @@ def main() -> int:
                 snap = w.snapshot()
                 ember, with_start, start_s = w.throughput(len(fmt_rows))
                 print(f"  ember {ember:.0f} events/s from its first batch ({with_start:.0f} from holding its "
-                      f"partitions; first batch {start_s:.2f} s after); {w.breakdown(snap, w.snapshot())}; "
+                      f"partitions; first batch done {start_s:.2f} s after); {w.breakdown(snap, w.snapshot())}; "
                       f"load average {os.getloadavg()}", flush=True)
                 sent = len(fmt_rows)
                 for fraction in fractions:  # lowest rate first
