@@ -23,8 +23,8 @@ JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in
    (the alert names the source partition and offset). p50 / p99 (and apart, the p99 of the
    events sent in the phase's first second and after it: the worker idles while this process
    makes the phase's rows, and its first batches after that ran up to ~2x slower per event),
-   the slowest 1 % with the
-   time they were sent (a cluster names a stall), and the worker's own split of the phase
+   the slowest 1 % with the time they were sent and their time to detection (a cluster names
+   a stall), and the worker's own split of the phase
    (CPU, batch and step time per event, share of the wall time inside batches). This process
    freezes its heap first (``gc.freeze``): its rows are millions of objects, and collections
    of them mid-run took a core from the broker and the worker.
@@ -57,6 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from stream_app import broker  # noqa: E402
 from stream_app.produce import encode_messages, produce  # noqa: E402
@@ -188,21 +189,21 @@ class Worker:
         except Exception:
             return None
 
-    def metric(self, name: str) -> float:
+    def samples(self) -> list:
+        """Every sample of the worker's /metrics now (none while it does not answer)."""
         text = self._get("/metrics") or ""
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        return 0.0
+        return [x for family in text_string_to_metric_families(text) for x in family.samples]
+
+    def metric(self, name: str) -> float:
+        """An unlabelled sample's value (0 until the worker reports it)."""
+        return next((x.value for x in self.samples() if x.name == name and not x.labels), 0.0)
 
     def histograms(self) -> dict[str, dict[float, float]]:
         """The worker's latency histograms: name -> {bucket upper bound: cumulative count}."""
         out: dict[str, dict[float, float]] = {}
-        for line in (self._get("/metrics") or "").splitlines():
-            if "_bucket{" in line and line.startswith("ember_"):
-                name, rest = line.split("_bucket{", 1)
-                le = rest.split('le="', 1)[1].split('"', 1)[0]
-                out.setdefault(name, {})[float(le)] = float(line.rsplit(" ", 1)[1])
+        for x in self.samples():
+            if x.name.startswith("ember_") and x.name.endswith("_bucket"):
+                out.setdefault(x.name[:-len("_bucket")], {})[float(x.labels["le"])] = x.value
         return out
 
     def events_done(self) -> float:
@@ -218,12 +219,10 @@ class Worker:
 
     def snapshot(self) -> dict[str, float]:
         """The /metrics counters ``breakdown`` splits, the CPU time and the wall clock now."""
-        text = self._get("/metrics") or ""
         values = {name: 0.0 for name in self._SUMS}
-        for line in text.splitlines():
-            name = line.split(" ", 1)[0]
-            if name.startswith("ember_") and name[6:] in values:
-                values[name[6:]] = float(line.split()[1])
+        for x in self.samples():
+            if x.name.startswith("ember_") and x.name[6:] in values and not x.labels:
+                values[x.name[6:]] = x.value
         values["cpu"] = self.cpu_seconds()
         values["wall"] = time.monotonic()
         return values
@@ -299,7 +298,7 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
     read until ``caught_up()`` (the worker has processed every event) and 1 s more, so the
     alerts of a queue that built up count too."""
     sent_at: dict[tuple[int, int], float] = {}
-    latencies: list[float] = []
+    latencies: list[tuple[float, float, float]] = []
     consumer = AIOKafkaConsumer(topics["alerts"], bootstrap_servers=bootstrap, auto_offset_reset="latest",
                                 group_id=f"lat-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
     await consumer.start()
@@ -334,6 +333,11 @@ async def measure_latency(bootstrap: str, topics: dict[str, str], messages, rate
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    """The q-th percentile in ms (NaN for no value)."""
+    return float(np.percentile(seconds, q)) * 1000 if seconds else float("nan")
 
 
 def histogram_split(before: dict, after: dict) -> str:
@@ -455,12 +459,10 @@ def main() -> int:
                                       for t, d, det in sorted(worst)), flush=True)
                     first = [d for t, d, _ in lat if t < 1.0]
                     rest = [d for t, d, _ in lat if t >= 1.0]
-                    print("  p99 ms of the events sent in the first second: "
-                          f"{np.percentile(first, 99) * 1000 if first else float('nan'):.1f} ({len(first)} alerts); "
-                          f"after it: {np.percentile(rest, 99) * 1000 if rest else float('nan'):.1f} ({len(rest)})",
-                          flush=True)
+                    print(f"  p99 ms of the events sent in the first second: {percentile_ms(first, 99):.1f} "
+                          f"({len(first)} alerts); after it: {percentile_ms(rest, 99):.1f} ({len(rest)})", flush=True)
                     lat = [d for _, d, _ in lat]
-                    p50, p99 = np.percentile(lat, [50, 99]) * 1000 if lat else (float("nan"),) * 2
+                    p50, p99 = percentile_ms(lat, 50), percentile_ms(lat, 99)
                     results.append((f"{fmt}:{per}", raw, ember, ember / raw, raw_1m, rate, len(lat), p50, p99))
             finally:
                 w.stop()
