@@ -25,7 +25,7 @@ JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in
    makes the phase's rows, and its first batches after that ran up to ~2x slower per event),
    the slowest 1 % with the time they were sent and their time to detection (a cluster names
    a stall), and the worker's own split of the phase
-   (CPU, batch and step time per event, share of the wall time inside batches). This process
+   (CPU, batch and step time per event, cores used by its two processes). This process
    freezes its heap first (``gc.freeze``): its rows are millions of objects, and collections
    of them mid-run took a core from the broker and the worker.
 
@@ -210,12 +210,25 @@ class Worker:
         return self.metric("ember_events_total")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time so far of the worker process and its children (its compute
+        process: stream_app.compute_process), from Linux /proc."""
+        return sum(self._cpu_by_process().values())
+
+    def _cpu_by_process(self) -> dict[int, float]:
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[int, float] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            pid = int(stat.parent.name)
+            if pid == self.proc.pid or int(fields[1]) == self.proc.pid:  # itself, or its child
+                out[pid] = (int(fields[11]) + int(fields[12])) / tick
+        return out
 
     _SUMS = ("events_total", "batches_total", "batch_seconds_sum", "pipeline_step_seconds_sum",
-             "state_write_seconds_sum")
+             "state_write_seconds_sum", "compute_process_batches_total")
 
     def snapshot(self) -> dict[str, float]:
         """The /metrics counters ``breakdown`` splits, the CPU time and the wall clock now."""
@@ -223,22 +236,29 @@ class Worker:
         for x in self.samples():
             if x.name.startswith("ember_") and x.name[6:] in values and not x.labels:
                 values[x.name[6:]] = x.value
-        values["cpu"] = self.cpu_seconds()
+        cpu = self._cpu_by_process()
+        values["cpu"] = sum(cpu.values())
+        values["cpu_main"] = cpu.get(self.proc.pid, 0.0)
         values["wall"] = time.monotonic()
         return values
 
     @staticmethod
     def breakdown(before: dict[str, float], after: dict[str, float]) -> str:
-        """Where the worker's time went between two snapshots, per event; "busy" is the share
-        of the wall time spent inside batches (the agent's utilisation)."""
+        """Where the worker's time went between two snapshots, per event; the cores its main
+        and compute processes used; the share of the wall time a batch was in flight (up to
+        two overlap: one stepping in the compute process, the next being prepared)."""
         d = {k: after[k] - before[k] for k in after}
         n = max(d["events_total"], 1.0)
         us = {k: d[k] / n * 1e6 for k in ("batch_seconds_sum", "pipeline_step_seconds_sum",
-                                           "state_write_seconds_sum", "cpu")}
-        return (f"{d['batches_total']:.0f} batches of {n / max(d['batches_total'], 1):.0f} events; per event: "
-                f"worker CPU {us['cpu']:.2f} µs, batch {us['batch_seconds_sum']:.2f} µs (step "
-                f"{us['pipeline_step_seconds_sum']:.2f}, state writes {us['state_write_seconds_sum']:.2f}); "
-                f"busy {d['batch_seconds_sum'] / max(d['wall'], 1e-9):.0%}")
+                                           "state_write_seconds_sum", "cpu", "cpu_main")}
+        wall = max(d["wall"], 1e-9)
+        return (f"{d['batches_total']:.0f} batches of {n / max(d['batches_total'], 1):.0f} events "
+                f"({d['compute_process_batches_total']:.0f} in the compute process); per event: "
+                f"worker CPU {us['cpu']:.2f} µs (main process {us['cpu_main']:.2f}), batch "
+                f"{us['batch_seconds_sum']:.2f} µs (step {us['pipeline_step_seconds_sum']:.2f}, state "
+                f"writes {us['state_write_seconds_sum']:.2f}); cores used: main process "
+                f"{d['cpu_main'] / wall:.2f}, compute process {(d['cpu'] - d['cpu_main']) / wall:.2f}; "
+                f"batches in flight {d['batch_seconds_sum'] / wall:.0%} of the time (two overlap)")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s

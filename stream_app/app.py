@@ -1,10 +1,20 @@
 """The Faust app: consume events, score them per micro-batch, publish alerts, keep per-key state.
 
-One agent (concurrency 1) reads the events topic as raw bytes and takes micro-batches
-(``stream.take_events(batch_size, within=batch_max_wait_s)``). For each batch, the
-:class:`~stream_app.processor.BatchProcessor` decodes and validates, reads each key's state
-from the table, makes one ``Pipeline.step`` call, and returns the alerts, dead letters, optional
-score messages and new states; this module does the I/O:
+One agent (concurrency 1) reads the events topic as raw bytes and takes micro-batches of at most
+``batch_size`` messages, waiting at most ``batch_max_wait_s`` (``stream_app.take_ahead``: Faust's
+``take_events`` with one batch of look-ahead and acks left to the agent). Two batches are in
+the worker at a time:
+
+- the next one is *read ahead*: its messages grouped by partition and decoded by column
+  (``BatchProcessor.decode``), nothing that needs a stored state;
+- the one in flight is *stepped*: ``Pipeline.step`` in the compute process
+  (``stream_app.compute_process``; in this thread when there is none), then *finished* by
+  this module's I/O (below).
+
+The next batch's checks (redelivered and skipped offsets, each key's stored state: replays,
+order, ``BatchProcessor.accept``) start only when the batch in flight is finished, so states,
+positions and offsets change in batch order exactly as with one batch at a time; only the
+decoding overlaps the step. Finishing a batch:
 
 1. send alerts / scores / dead letters (exactly-once: and wait until the broker has them);
 2. write each key's new state into the table (RocksDB + changelog topic): in exactly-once
@@ -14,8 +24,8 @@ score messages and new states; this module does the I/O:
    says why and how nothing is lost; ``stream_app.state_writes`` writes). The stored state
    records the offset of the last event it includes, so a batch redelivered after a crash
    skips what the state already holds;
-3. leave the loop body: Faust acks the batch's events, and the periodic commit (which flushes
-   the producer first) moves the consumer offsets.
+3. ack the batch's events: only now may Faust's periodic commit (which flushes the producer
+   first) move the consumer offsets past them.
 
 Faust details this module works around (see docs/streaming.md):
 
@@ -39,6 +49,7 @@ Faust details this module works around (see docs/streaming.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import struct
@@ -52,7 +63,7 @@ import faust
 from faust.streams import _current_event  # see the module docstring
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import heap
+from . import compute_process, heap
 from .gap_fill import GapFiller, mark_done
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
@@ -62,6 +73,7 @@ from .producer_router import CommitGuard, ProducerRouter
 from .recovery_watch import CHECK_EVERY_S, RecoveryWatch
 from .state_writes import flush_states, store_sent, write_states
 from .settings import StreamSettings
+from .take_ahead import TakeAhead
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +93,7 @@ class WorkerState:
     metrics: Metrics
     events_partitions: int
     gap_filler: GapFiller
+    compute: compute_process.ComputeProcess | None = None  # None: the step runs in this thread
     pending: PendingStates = field(default_factory=lambda: PendingStates(CURSOR_KEY))
     unacked: list = field(default_factory=list)  # at-least-once: output sends not yet awaited
     positions: dict[int, int] = field(default_factory=dict)  # partition -> last processed offset
@@ -130,6 +143,15 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
         events_partitions=events_partitions,
         gap_filler=GapFiller(settings.kafka_bootstrap, **settings.client_kwargs()),
     )
+    if compute_process.wanted(settings.compute_process):
+        # (made here, in the main thread: the child's "die with the parent" signal is tied to
+        # the thread that starts it)
+        state.compute = compute_process.ComputeProcess(settings.compute_threads)
+        state.compute.load(holder.pipeline)  # in the background: ready before the first batch
+
+        @app.on_before_shutdown.connect
+        async def stop_compute(sender: Any, **kwargs: Any) -> None:
+            await asyncio.to_thread(state.compute.close)  # type: ignore[union-attr]
     metrics.set_model(str(holder.pipeline.model_version))
     app.ember = state  # type: ignore[attr-defined]
 
@@ -142,12 +164,33 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
     @app.agent(events, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
         guard = CommitGuard(app.consumer) if settings.exactly_once else None
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_max_wait_s):
-            if guard is None:
-                await _handle_batch(app, state, table, producer_for, batch)
-            else:
-                async with guard.lock:
-                    await _handle_batch(app, state, table, producer_for, batch)
+        take = TakeAhead(stream, settings.batch_size, settings.batch_max_wait_s)
+        # Two batches at a time: the one in flight (model step, then outputs, states, acks: a
+        # task) and the next, decoded meanwhile. Everything that reads or writes the stored
+        # states, positions or offsets stays in batch order: the next batch's checks start
+        # only once the one in flight is done.
+        inflight: asyncio.Task | None = None
+        try:
+            async for batch in take.batches():
+                if not batch:  # nothing new within the wait: let the batch in flight end here
+                    if inflight is not None:
+                        await inflight
+                        inflight = None
+                    continue
+                ahead = _read_ahead(state, batch)
+                if inflight is not None:
+                    await inflight
+                    inflight = None
+                accepted = await _accept_batch(state, table, ahead)
+                # A backlog (a batch's worth of messages or more waiting after this one): step
+                # it in the compute process, overlapped with the next. A worker that keeps up
+                # steps here, with no pickling and no second process competing for the cores.
+                there = _waiting(app, batch) >= settings.batch_size
+                inflight = asyncio.ensure_future(
+                    _finish_batch(app, state, table, producer_for, accepted, guard, take, there))
+        finally:
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
 
     @app.on_partitions_assigned.connect
     async def forget_positions(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
@@ -237,22 +280,71 @@ def _discard_local_tables(app: faust.App) -> None:
         shutil.rmtree(tabledir)
 
 
-async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: ProducerRouter,
-                        batch: list) -> None:
+@dataclass
+class _Ahead:
+    """A batch as read ahead, before anything that needs the stored states."""
+
+    events: list                                 # Faust events, acked once the batch is done
+    by_partition: dict[int, list[InMessage]]
+    decoded: Any                                 # the messages' columns (BatchProcessor.decode)
+    candidates: list[InMessage]                  # the messages decoded, in partition order
+    pipeline: Any                                # one model for the whole batch
+    started: float
+
+
+@dataclass
+class _Accepted:
+    """A batch between its checks and its end: the step's input and what its end writes."""
+
+    ahead: _Ahead
+    work: Any                                    # processor.Accepting
+    new_positions: dict[int, int]
+    refetched: list[tuple[str, int, int, int]]   # (topic, partition, start, end) read back
+    write_now: bool
+    assignments: int
+    partition_event: dict[int, Any]
+
+
+def _waiting(app: faust.App, batch: list) -> int:
+    """Messages on the broker after this batch, on its partitions (as of the last fetch)."""
+    last: dict[Any, int] = {}
+    for ev in batch:
+        msg = ev.message
+        last[msg.tp] = msg.offset
+    waiting = 0
+    for tp, offset in last.items():
+        hw = app.consumer.highwater(tp)
+        if hw is not None:
+            waiting += max(hw - offset - 1, 0)
+    return waiting
+
+
+def _read_ahead(state: WorkerState, batch: list) -> _Ahead:
+    """What the next batch needs that no state does: its messages by partition, decoded (done
+    while the model steps the batch in flight)."""
     t0 = time.perf_counter()
-    s = state.settings
-    metrics = state.metrics
     oldest = min((ev.message.timestamp for ev in batch if ev.message.timestamp), default=None)
     if oldest:
-        metrics.delay_seconds.observe(max(time.time() - oldest, 0.0))
-    # One event per partition to stand for that partition when touching the table.
-    partition_event = state.partition_event
-    pending = state.pending
+        state.metrics.delay_seconds.observe(max(time.time() - oldest, 0.0))
     by_partition: dict[int, list[InMessage]] = {}
     for ev in batch:
         msg = ev.message
-        partition_event[msg.partition] = ev
         by_partition.setdefault(msg.partition, []).append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
+    candidates = [m for msgs in by_partition.values() for m in msgs]
+    pipeline = state.holder.pipeline
+    return _Ahead(batch, by_partition, state.processor.decode(candidates, pipeline), candidates,
+                  pipeline, t0)
+
+
+async def _accept_batch(state: WorkerState, table: Any, ahead: _Ahead) -> _Accepted:
+    """Drop redelivered messages, read skipped ones back, check the events against their keys'
+    stored states: the model step's input. Runs after the previous batch's end."""
+    metrics = state.metrics
+    # One event per partition stands for that partition when touching the table.
+    partition_event = state.partition_event
+    for ev in ahead.events:
+        partition_event[ev.message.partition] = ev
+    pending = state.pending
 
     def read_table(key: bytes, partition: int) -> bytes | None:
         waiting = pending.get(partition, key)
@@ -268,8 +360,8 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
     assignments = state.assignments
     new_positions: dict[int, int] = {}
     write_now = False  # a partition without a stored cursor gets one before its offsets commit
-    refetched: list[tuple[str, int, int, int]] = []  # (topic, partition, start, end) read back
-    for partition, msgs in by_partition.items():
+    refetched: list[tuple[str, int, int, int]] = []
+    for partition, msgs in ahead.by_partition.items():
         # ``trusted``: offsets this process has fully processed since the last rebalance (or
         # earlier in this batch): Faust redelivers some of them around seeks; they are dropped.
         trusted = state.positions.get(partition)
@@ -303,41 +395,38 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
             messages.extend(complete)
             new_positions[partition] = last  # type: ignore[assignment]
 
-    pipeline = state.holder.pipeline  # one model for the whole batch, even if a reload lands
-    out: BatchOutput = state.processor.process(messages, pipeline, load_state)
+    # (the columns decoded ahead serve when no message was dropped or read back: the rule)
+    work = state.processor.accept(messages, ahead.pipeline, load_state, ahead.decoded)
+    return _Accepted(ahead, work, new_positions, refetched, write_now, assignments,
+                     dict(partition_event))
 
-    outputs = []
-    for o in out.alerts:
-        outputs.append(await router.send(s.alerts_topic, o.key, o.value, o.source_partition))
-    for o in out.scores:
-        outputs.append(await router.send(s.scores_topic, o.key, o.value, o.source_partition))  # type: ignore[arg-type]
-    for o in out.dead_letters:
-        outputs.append(await router.send(s.dead_letter_topic, o.key, o.value, o.source_partition))
-    for key, partition, value in out.states:
-        pending.put(partition, key.encode(), value)
-    # Each partition's last offset goes with its states: the next batch (or the next owner of
-    # the partition) compares it with the first offset it is given, to notice skipped messages.
-    for p, off in new_positions.items():
-        pending.put(p, CURSOR_KEY, _CURSOR.pack(off))
-    if s.exactly_once:
-        await write_states(router, table, partition_event, pending.take(), outputs)
-    else:
-        # At-least-once: outputs are awaited before the next state write (a state on the broker
-        # must not name events whose outputs are not) and by Faust before each commit.
-        state.unacked.extend(outputs)
-        if write_now or pending.due(s.state_flush_interval_s):
-            outputs, state.unacked = state.unacked, []
-            t_write = time.perf_counter()
-            await flush_states(router, table, pending, outputs, partition_event,
-                               None if write_now else pending.WRITES_PER_BATCH)
-            metrics.flush_seconds.observe(time.perf_counter() - t_write)
-    if state.assignments == assignments:  # no rebalance while this batch was in flight
-        state.positions.update(new_positions)
-        for topic, partition, start, end in refetched:  # processed: Faust's commits may pass them
-            await mark_done(app.consumer, topic, partition, start, end)
-    else:
-        pending.drop()
 
+async def _finish_batch(app: faust.App, state: WorkerState, table: Any, router: ProducerRouter,
+                        batch: _Accepted, guard: CommitGuard | None, take: TakeAhead,
+                        in_compute_process: bool) -> None:
+    """The model step (in the compute process, if there is one and ``in_compute_process``),
+    then the batch's outputs and states (exactly-once: all inside one transaction, commits
+    held off), then its acks."""
+    work = batch.work
+    if work.table is not None:
+        t_step = time.perf_counter()
+        if state.compute is not None and in_compute_process:
+            res = await state.compute.step(batch.ahead.pipeline, work.table, work.states_in)
+            state.metrics.compute_batches.inc()
+        else:
+            res = batch.ahead.pipeline.step(work.table, work.states_in)
+        work.out.step_seconds = time.perf_counter() - t_step
+        out = state.processor.finish(work, res)
+    else:
+        out = work.out
+    if guard is None:
+        await _write_outputs(app, state, table, router, batch, out)
+    else:
+        async with guard.lock:
+            await _write_outputs(app, state, table, router, batch, out)
+    await take.ack(batch.ahead.events)
+
+    metrics = state.metrics
     state.last_batch_at = time.time()
     metrics.events.inc(out.events_in)
     metrics.scored.inc(out.scored)
@@ -349,8 +438,46 @@ async def _handle_batch(app: faust.App, state: WorkerState, table: Any, router: 
         metrics.dead_letters.labels(reason=reason).inc()
     metrics.batches.inc()
     metrics.step_seconds.observe(out.step_seconds)
-    metrics.batch_seconds.observe(time.perf_counter() - t0)
+    metrics.batch_seconds.observe(time.perf_counter() - batch.ahead.started)
     metrics.last_batch.set(state.last_batch_at)
+
+
+async def _write_outputs(app: faust.App, state: WorkerState, table: Any, router: ProducerRouter,
+                         batch: _Accepted, out: BatchOutput) -> None:
+    s = state.settings
+    pending = state.pending
+    partition_event = batch.partition_event
+    outputs = []
+    for o in out.alerts:
+        outputs.append(await router.send(s.alerts_topic, o.key, o.value, o.source_partition))
+    for o in out.scores:
+        outputs.append(await router.send(s.scores_topic, o.key, o.value, o.source_partition))  # type: ignore[arg-type]
+    for o in out.dead_letters:
+        outputs.append(await router.send(s.dead_letter_topic, o.key, o.value, o.source_partition))
+    for key, partition, value in out.states:
+        pending.put(partition, key.encode(), value)
+    # Each partition's last offset goes with its states: the next batch (or the next owner of
+    # the partition) compares it with the first offset it is given, to notice skipped messages.
+    for p, off in batch.new_positions.items():
+        pending.put(p, CURSOR_KEY, _CURSOR.pack(off))
+    if s.exactly_once:
+        await write_states(router, table, partition_event, pending.take(), outputs)
+    else:
+        # At-least-once: outputs are awaited before the next state write (a state on the broker
+        # must not name events whose outputs are not) and by Faust before each commit.
+        state.unacked.extend(outputs)
+        if batch.write_now or pending.due(s.state_flush_interval_s):
+            outputs, state.unacked = state.unacked, []
+            t_write = time.perf_counter()
+            await flush_states(router, table, pending, outputs, partition_event,
+                               None if batch.write_now else pending.WRITES_PER_BATCH)
+            state.metrics.flush_seconds.observe(time.perf_counter() - t_write)
+    if state.assignments == batch.assignments:  # no rebalance while this batch was in flight
+        state.positions.update(batch.new_positions)
+        for topic, partition, start, end in batch.refetched:  # processed: Faust's commits may pass them
+            await mark_done(app.consumer, topic, partition, start, end)
+    else:
+        pending.drop()
 
 
 def _update_lag(app: faust.App, state: WorkerState) -> None:

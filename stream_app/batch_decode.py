@@ -85,6 +85,25 @@ class _Chunk:
     indices: np.ndarray       # position in a batch message, -1 for a one-event message
 
 
+@dataclass
+class Decoded:
+    """A batch's messages as typed columns in arrival order (no per-key check yet: that needs
+    the stored states, ``accept_decoded``)."""
+
+    messages: Sequence[Any]    # what was decoded (the driver reuses it only for the same list)
+    keys: pa.Array
+    times: np.ndarray
+    values: list[np.ndarray]
+    categories: list[pa.Array]
+    partitions: np.ndarray
+    offsets: np.ndarray
+    indices: np.ndarray
+
+    def same_messages(self, messages: Sequence[Any]) -> bool:
+        mine = self.messages
+        return len(mine) == len(messages) and all(a is b for a, b in zip(mine, messages))
+
+
 def accept_columns(
     messages: Sequence[Any],
     schema: EventSchema,
@@ -96,6 +115,17 @@ def accept_columns(
 ) -> Accepted | None:
     """The batch's events as :class:`Accepted`, or None when any event needs the per-event
     path (a dead letter, a replay, a late event beyond the limit, ...)."""
+    decoded = decode_columns(messages, schema, limits, now)
+    if decoded is None:
+        return None
+    return accept_decoded(decoded, limits, events_partitions, partition_for, load_state)
+
+
+def decode_columns(messages: Sequence[Any], schema: EventSchema, limits: Any, now: float
+                   ) -> Decoded | None:
+    """The state-free half of ``accept_columns``: decode and type-check the columns (None: the
+    batch needs the per-event path). The streaming driver runs it on the next batch while the
+    model steps the current one (stream_app.app)."""
     chunks: list[_Chunk | None] = []
     run: list[Any] = []  # consecutive messages of one format (Arrow: of one schema)
     tables: list[pa.Table] = []  # the run's Arrow tables (none: a run of JSON messages)
@@ -141,8 +171,7 @@ def accept_columns(
     # times: finite, not in the future
     if not np.isfinite(times).all() or (times > now + limits.max_future_s).any():
         return None
-    return _accept(keys, times, values, categories, partitions, offsets, indices, limits,
-                   events_partitions, partition_for, load_state)
+    return Decoded(list(messages), keys, times, values, categories, partitions, offsets, indices)
 
 
 def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
@@ -248,11 +277,13 @@ def _usable_smallest_key(smallest: str) -> bool:
     return bool(smallest) and smallest[0] != "\x00"
 
 
-def _accept(keys: pa.Array, times: np.ndarray, values: list[np.ndarray], categories: list[pa.Array],
-            partitions: np.ndarray, offsets: np.ndarray, indices: np.ndarray, limits: Any,
-            events_partitions: int, partition_for: Callable[[str, int], int],
-            load_state: Callable[[str, int], bytes | None]) -> Accepted | None:
-    """Per key: one partition, no replayed event, times in order up to the limit."""
+def accept_decoded(decoded: Decoded, limits: Any, events_partitions: int,
+                   partition_for: Callable[[str, int], int],
+                   load_state: Callable[[str, int], bytes | None]) -> Accepted | None:
+    """Per key: one partition, no replayed event, times in order up to the limit (the stored
+    states read here); None: the batch needs the per-event path."""
+    keys, times, values, categories = decoded.keys, decoded.times, decoded.values, decoded.categories
+    partitions, offsets, indices = decoded.partitions, decoded.offsets, decoded.indices
     # events grouped by key (each key's in arrival order); group g is the key of code g
     dictionary = keys.dictionary_encode()
     codes = dictionary.indices.to_numpy().astype(np.int64)

@@ -45,6 +45,9 @@ class Metrics:
             "Event messages Faust delivered again after this worker had processed them", registry=r,
         )
         self.batches = Counter("ember_batches", "Micro-batches processed", registry=r)
+        self.compute_batches = Counter(
+            "ember_compute_process_batches",
+            "Micro-batches stepped in the compute process (full ones: a backlog)", registry=r)
         self.batch_seconds = Histogram(
             "ember_batch_seconds", "Wall time to process one micro-batch (decode to sends and state)",
             buckets=_LATENCY_BUCKETS, registry=r,

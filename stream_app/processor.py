@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from .batch_decode import Accepted, accept_columns, load_stored
+from .batch_decode import Accepted, Decoded, accept_decoded, decode_columns, load_stored
 from .schemas import DeadLetter, Event, EventSchema, alert_record, decode_message, to_json_bytes
 from .stored_state import StoredState
 
@@ -57,6 +57,18 @@ class BatchOutput:
     late: int = 0
     restarted: int = 0  # keys whose stored state the pipeline could not use (another architecture)
     step_seconds: float = 0.0
+
+
+@dataclass
+class Accepting:
+    """A batch between ``BatchProcessor.accept`` and ``finish``: the step's input (``table`` is
+    None when no event is left to score) and what is known of its output so far."""
+
+    out: BatchOutput
+    acc: Accepted
+    table: pa.Table | None
+    states_in: dict[str, bytes | None]
+    version: str
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,13 @@ class BatchProcessor:
                                 EventSchema.from_config(pipeline.config, self.limits.missing_values))
         return self._schema_for[1]
 
+    def decode(self, messages: Sequence[InMessage], pipeline: Any) -> Decoded | None:
+        """The state-free part of ``accept``, done ahead (stream_app.app runs it on the next
+        batch while the model steps the current one); None: that batch needs the per-event path."""
+        if not messages or not self.by_columns:
+            return None
+        return decode_columns(messages, self.schema(pipeline), self.limits, self.clock())
+
     def process(
         self,
         messages: Sequence[InMessage],
@@ -116,10 +135,26 @@ class BatchProcessor:
         load_state: Callable[[str, int], bytes | None],
     ) -> BatchOutput:
         """Score ``messages`` with ``pipeline``; ``load_state(key, partition)`` reads the table."""
+        batch = self.accept(messages, pipeline, load_state)
+        if batch.table is None:
+            return batch.out
+        t0 = time.perf_counter()
+        res = pipeline.step(batch.table, batch.states_in)
+        batch.out.step_seconds = time.perf_counter() - t0
+        return self.finish(batch, res)
+
+    def accept(
+        self,
+        messages: Sequence[InMessage],
+        pipeline: Any,
+        load_state: Callable[[str, int], bytes | None],
+        decoded: Decoded | None = None,
+    ) -> Accepting:
+        """Decode (or take ``decoded``, made by ``decode`` from these same messages), validate,
+        read the keys' states: the step's input. Its dead letters are already in ``.out``."""
         out = BatchOutput()
         schema = self.schema(pipeline)
         now = self.clock()
-        version = str(pipeline.model_version)
         read: dict[tuple[str, int], bytes | None] = {}
 
         def load_once(key: str, partition: int) -> bytes | None:
@@ -128,26 +163,30 @@ class BatchProcessor:
             return read[key, partition]
 
         # 1-2. decode, validate, per-key checks: by columns for the common case, else per event
-        acc = accept_columns(messages, schema, self.limits, self.events_partitions,
-                             default_partition, load_once, now) if messages and self.by_columns else None
+        acc = None
+        if messages and self.by_columns:
+            if decoded is None or not decoded.same_messages(messages):
+                decoded = decode_columns(messages, schema, self.limits, now)
+            if decoded is not None:
+                acc = accept_decoded(decoded, self.limits, self.events_partitions,
+                                     default_partition, load_once)
         if acc is not None:
             out.events_in = len(acc)
         else:
             acc = self._accept_per_event(messages, schema, load_once, now, out)
         out.late = acc.late
         if not len(acc):
-            return out
-
-        # 3. one vectorised step over every key of the batch
-        table = self._table(schema, acc)
+            return Accepting(out, acc, None, {}, str(pipeline.model_version))
         # Stored states go to the pipeline whatever model made them: a state survives refits
         # and hot reloads, and the pipeline itself restarts a key whose state comes from
         # another architecture (StepResult.restarted).
         states_in = {key: (acc.stored[key].pipeline_state if acc.stored[key] is not None else None)  # type: ignore[union-attr]
                      for key in acc.cursor}
-        t0 = time.perf_counter()
-        res = pipeline.step(table, states_in)
-        out.step_seconds = time.perf_counter() - t0
+        return Accepting(out, acc, self._table(schema, acc), states_in, str(pipeline.model_version))
+
+    def finish(self, batch: Accepting, res: Any) -> BatchOutput:
+        """The step's result ``res`` as the batch's outputs and new stored states."""
+        out, acc, version = batch.out, batch.acc, batch.version
         out.scored = len(acc)
         out.restarted = len(getattr(res, "restarted", ()) or ())
         if res.scores.num_rows != len(acc):
@@ -157,7 +196,7 @@ class BatchProcessor:
         if missing:
             raise PipelineContractError(f"step() returned no state for keys {missing[:5]}")
 
-        # 4. outputs
+        # outputs
         if res.alerts:
             # the alerting rows (input order) name each alert's source event
             rows = np.flatnonzero(res.scores.column("alert").to_numpy()).tolist()

@@ -136,6 +136,10 @@ class StreamSettings(BaseSettings):
         1, ge=1, description="BLAS/OpenMP threads of the model's math in one worker (a worker is "
         "one event loop: scale with workers; more threads spin against the broker and Faust)"
     )
+    compute_process: Literal["auto", "on", "off"] = Field(
+        "auto", description="run the model step in a child process beside the event loop, one "
+        "batch ahead (stream_app.compute_process); 'auto': when the worker may use 2+ cores"
+    )
     datadir: Path = Path("var/ember-worker")
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535)

@@ -43,6 +43,13 @@ class FakePipeline:
         self.threshold = threshold
         self._fmt = struct.Struct(f"<q{2 * len(self.config.value_fields)}d")
 
+    def __getstate__(self) -> dict:  # picklable (the worker's compute process): no Struct
+        return {k: v for k, v in self.__dict__.items() if k != "_fmt"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._fmt = struct.Struct(f"<q{2 * len(self.config.value_fields)}d")
+
     def save(self, model_dir: str | Path) -> None:
         d = Path(model_dir)
         d.mkdir(parents=True, exist_ok=True)

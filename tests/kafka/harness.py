@@ -61,6 +61,25 @@ class WorkerProc:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=5) as r:
             return r.read().decode()
 
+    def metric(self, name: str) -> float:
+        """An unlabelled sample of /metrics (0 when absent)."""
+        for line in self.metrics().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    def children(self) -> list[int]:
+        """Pids of the worker's child processes (its compute process)."""
+        assert self.proc is not None
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    out.append(int(stat.parent.name))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
     def wait_assigned(self, timeout_s: float = 90.0, partitions: int | None = None) -> list[int]:
         """Wait until the worker holds partitions (``partitions`` of them, if given)."""
         deadline = time.monotonic() + timeout_s

@@ -20,6 +20,8 @@ import pytest
 from ember_models.config import parse_config
 from ember_models.pipeline import Pipeline
 from harness import Topics, WorkerProc, read_json, read_scores_with_workers, scores_by_event, wait_for, worker_env
+from stream_app import compute_process
+from stream_app.processes import pid_alive
 from stream_app.produce import encode_messages, produce
 from stream_app.sample import make_sample
 
@@ -210,11 +212,16 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
     producer = threading.Thread(target=case.produce, args=(rows,), kwargs={"rate": 1000})
     producer.start()  # paced, so the kill lands mid-stream
     wait_for(lambda: w.processed() > len(rows) // 3, 120, "a third of the stream processed", workers=[w])
+    children = w.children()  # its compute process (stream_app.compute_process), if it has one
+    assert len(children) == (1 if compute_process.wanted("auto") else 0)
     w.kill()
     assert w.processed() == 0  # it is dead
+    wait_for(lambda: not any(pid_alive(p) for p in children), 10, "the compute process gone with its worker")
     w2 = case.worker("w2", datadir=None if fresh_datadir else w.datadir, **opts)
     producer.join()
     got, alerts = assert_matches_reference(case, rows, committed=eos, allow_duplicates=not eos, workers=[w2])
+    if children:  # the restart meets a backlog: its batches went through the compute process
+        assert w2.metric("ember_compute_process_batches_total") > 0
     assert spiked <= {(a["key"], a["time"]) for a in alerts}
     if not eos:
         # at-least-once may redeliver, but a redelivered event is skipped or scored identically

@@ -1,0 +1,73 @@
+"""Micro-batches from a Faust stream with one batch of look-ahead, acked when the agent says.
+
+Faust's ``stream.take_events(n, within=...)`` stops filling its buffer while the agent works
+on the batch it yielded (``buffer_consuming``), and acks that batch as soon as the agent asks
+for the next. The worker overlaps batches (stream_app.app: the model steps one batch in the
+compute process while the event loop prepares the next), so it needs both changed: the next
+batch fills while the current one is processed, and a batch's events are acked only once its
+outputs and states are written (``ack``), never by taking the next batch: Faust commits acked
+offsets, so an event acked before its outputs exist would be lost by a crash.
+
+Same parts of Faust as ``take_events`` (faust-streaming 0.15.3): a stream processor adds each
+event to the buffer, the stream is consumed passively in the background, acks are disabled on
+the stream while this runs and done by ``Stream.ack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+
+class TakeAhead:
+    """``async for events in TakeAhead(stream, n, within).batches()``: lists of at most ``n``
+    events; an empty list when ``within`` seconds pass without a full batch and nothing came
+    (so the agent can finish work in flight). The buffer holds at most ``n`` events: while the
+    agent has not taken it, the stream waits (back-pressure)."""
+
+    def __init__(self, stream: Any, max_events: int, within: float):
+        self.stream = stream
+        self.max_events = max_events
+        self.within = within
+
+    async def batches(self) -> AsyncIterator[list]:
+        stream = self.stream
+        max_events = self.max_events
+        buffer: list = []
+        full = asyncio.Event()
+        space = asyncio.Event()
+        space.set()
+
+        async def add_to_buffer(value: Any) -> Any:
+            event = stream.current_event
+            if event is None:  # as take_events: a value with no event cannot be acked
+                raise RuntimeError("take-ahead buffer found current_event None")
+            buffer.append(event)
+            if len(buffer) >= max_events:
+                full.set()
+                space.clear()
+                await stream.wait(space)  # until the agent takes this batch
+            return value
+
+        enable_acks = stream.enable_acks
+        stream.enable_acks = False  # acked by ``ack`` once the batch is done
+        stream.add_processor(add_to_buffer)
+        stream._enable_passive(aiter(stream.channel))
+        try:
+            while not stream.should_stop:
+                await stream.wait_for_stopped(full, timeout=self.within)
+                batch = buffer[:]
+                buffer.clear()
+                full.clear()
+                space.set()
+                yield batch
+        finally:
+            stream.enable_acks = enable_acks
+            stream._processors.remove(add_to_buffer)
+
+    async def ack(self, events: Sequence[Any]) -> None:
+        """The batch's outputs and states are written: Faust may commit past its events."""
+        ack = self.stream.ack
+        for event in events:
+            await ack(event)
