@@ -155,6 +155,8 @@ def _serve(conn: Any, threads: int, parent: int) -> None:  # pragma: no cover - 
     import numpy  # noqa: F401 - loaded first, so that the limit below reaches its BLAS
     from threadpoolctl import threadpool_limits
 
+    from stream_app import heap
+
     threadpool_limits(limits=threads)
     pipeline: Any = None
     while True:
@@ -168,6 +170,7 @@ def _serve(conn: Any, threads: int, parent: int) -> None:  # pragma: no cover - 
                 warm_up = getattr(pipeline, "warm_up", None)
                 if callable(warm_up):
                     warm_up()
+                heap.refreeze()  # the model out of full collections' way, as in the worker
                 reply: tuple = ("ok", None)
             else:
                 reply = ("ok", pipeline.step(*payload))
