@@ -151,7 +151,8 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
 
         @app.on_before_shutdown.connect
         async def stop_compute(sender: Any, **kwargs: Any) -> None:
-            await asyncio.to_thread(state.compute.close)  # type: ignore[union-attr]
+            if state.compute is not None:
+                await asyncio.to_thread(state.compute.close)
     metrics.set_model(str(holder.pipeline.model_version))
     app.ember = state  # type: ignore[attr-defined]
 
@@ -287,7 +288,6 @@ class _Ahead:
     events: list                                 # Faust events, acked once the batch is done
     by_partition: dict[int, list[InMessage]]
     decoded: Any                                 # the messages' columns (BatchProcessor.decode)
-    candidates: list[InMessage]                  # the messages decoded, in partition order
     pipeline: Any                                # one model for the whole batch
     started: float
 
@@ -332,8 +332,7 @@ def _read_ahead(state: WorkerState, batch: list) -> _Ahead:
         by_partition.setdefault(msg.partition, []).append(InMessage(msg.topic, msg.partition, msg.offset, ev.value))
     candidates = [m for msgs in by_partition.values() for m in msgs]
     pipeline = state.holder.pipeline
-    return _Ahead(batch, by_partition, state.processor.decode(candidates, pipeline), candidates,
-                  pipeline, t0)
+    return _Ahead(batch, by_partition, state.processor.decode(candidates, pipeline), pipeline, t0)
 
 
 async def _accept_batch(state: WorkerState, table: Any, ahead: _Ahead) -> _Accepted:
@@ -411,8 +410,17 @@ async def _finish_batch(app: faust.App, state: WorkerState, table: Any, router: 
     if work.table is not None:
         t_step = time.perf_counter()
         if state.compute is not None and in_compute_process:
-            res = await state.compute.step(batch.ahead.pipeline, work.table, work.states_in)
-            state.metrics.compute_batches.inc()
+            try:
+                res = await state.compute.step(batch.ahead.pipeline, work.table, work.states_in)
+                state.metrics.compute_batches.inc()
+            except compute_process.ComputeProcessError as exc:
+                # It held nothing to recover: start another, and step this batch here.
+                log.error("%s; starting a new one, this batch is stepped in the worker", exc)
+                state.compute.close(timeout=1.0)
+                state.compute = compute_process.ComputeProcess(state.settings.compute_threads)
+                state.compute.load(batch.ahead.pipeline)
+                state.metrics.compute_restarts.inc()
+                res = batch.ahead.pipeline.step(work.table, work.states_in)
         else:
             res = batch.ahead.pipeline.step(work.table, work.states_in)
         work.out.step_seconds = time.perf_counter() - t_step

@@ -47,7 +47,11 @@ class Metrics:
         self.batches = Counter("ember_batches", "Micro-batches processed", registry=r)
         self.compute_batches = Counter(
             "ember_compute_process_batches",
-            "Micro-batches stepped in the compute process (full ones: a backlog)", registry=r)
+            "Micro-batches stepped in the compute process (a backlog)", registry=r)
+        self.compute_restarts = Counter(
+            "ember_compute_process_restarts",
+            "Compute processes found dead and started again (their batch stepped in the worker)",
+            registry=r)
         self.batch_seconds = Histogram(
             "ember_batch_seconds", "Wall time to process one micro-batch (decode to sends and state)",
             buckets=_LATENCY_BUCKETS, registry=r,

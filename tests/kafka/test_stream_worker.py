@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import uuid
 
@@ -227,6 +229,24 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
         # at-least-once may redeliver, but a redelivered event is skipped or scored identically
         assert all(max(s) - min(s) <= SCORE_TOL for s in got.values())
     w2.check_alive()
+
+
+@pytest.mark.skipif(not compute_process.wanted("auto"), reason="one core: no compute process")
+def test_a_killed_compute_process_is_replaced_and_loses_nothing(case):
+    rows, _ = sample_rows(case.model, n_keys=6, events_per_key=1200)
+    half = len(rows) // 2
+    case.produce(rows[:half])  # a backlog before the worker starts: its batches go to the child
+    w = case.worker("w1", batch_size=20)
+    w.wait_assigned(partitions=PARTITIONS)
+    [child] = w.children()
+    wait_for(lambda: w.metric("ember_compute_process_batches_total") > 0, 120,
+             "a batch stepped in the compute process", workers=[w])
+    os.kill(child, signal.SIGKILL)
+    case.produce(rows[half:])  # another backlog: if the first is done, this one finds it dead
+    assert_matches_reference(case, rows, workers=[w])
+    assert w.metric("ember_compute_process_restarts_total") == 1
+    assert child not in w.children() and len(w.children()) == 1  # a new one in its place
+    w.check_alive()
 
 
 def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
