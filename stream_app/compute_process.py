@@ -109,7 +109,15 @@ class ComputeProcess:
             return pipeline.step(table, states)
         if self._setting is not None:
             setting, self._setting = self._setting, None
-            await asyncio.wrap_future(setting)
+            try:
+                await asyncio.wrap_future(setting)
+            except ComputeProcessError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - it would not load there: step it here
+                log.warning("the compute process could not load the pipeline (%r): it is "
+                            "stepped in the worker's own thread", exc)
+                self._sent, self._local = None, pipeline
+                return pipeline.step(table, states)
         return await asyncio.to_thread(self._call, _STEP, (table, states))
 
     def _call_into(self, done: concurrent.futures.Future, kind: str, payload: Any) -> None:

@@ -88,6 +88,25 @@ def test_a_pipeline_that_does_not_pickle_is_stepped_in_this_thread(compute):
     assert compute._local is pipe
 
 
+def _refuse_to_load():
+    raise ImportError("not importable in the child")
+
+
+class LoadsOnlyHere(FakePipeline):
+    def __reduce__(self):  # pickles, but unpickling (in the child) fails
+        return (_refuse_to_load, ())
+
+
+def test_a_pipeline_the_child_cannot_load_is_stepped_in_this_thread(compute):
+    pipe = LoadsOnlyHere("here-1")
+    res = run(compute.step(pipe, events(12), {}))
+    assert res.scores.equals(FakePipeline("here-1").step(events(12), {}).scores)
+    assert compute._local is pipe
+    other = FakePipeline("there-2")  # the child still serves the next model
+    assert run(compute.step(other, events(12), {})).scores.num_rows == 12
+    assert compute._local is None and compute._sent is other
+
+
 def test_a_dead_child_is_an_error_not_a_hang(compute):
     run(compute.step(FakePipeline(), events(5), {}))
     os.kill(compute.pid, signal.SIGKILL)
