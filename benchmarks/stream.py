@@ -18,8 +18,9 @@ JSON arrays of 100 events, Arrow IPC streams of 100 rows), on the same broker in
    from the moment it holds its partitions (Faust's table recovery, agent start and first
    fetch included) and that start-up time are printed beside it.
 3. **latency**: with the worker idle, fresh events (later in time, 1 % spiked) are produced at
-   ``--latency-fractions`` of the worker's measured rate (default one half; lowest first, each
-   once the worker has caught up with the one before) for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
+   ``--latency-fractions`` of the worker's measured rate (default one half) and at
+   ``--latency-rates`` (events/s; lowest first, each once the worker has caught up with the one
+   before) for ``--latency-seconds``; for each alert, latency = alert received − its event's message sent
    (the alert names the source partition and offset). p50 / p99 (and apart, the p99 of the
    events sent in the phase's first second and after it: the worker idles while this process
    makes the phase's rows, and its first batches after that ran up to ~2x slower per event),
@@ -115,6 +116,15 @@ def fit_model(history, model_dir: Path) -> str:
 
 
 # ----------------------------------------------------------------------------- kafka helpers
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all processes have used so far (every core: Linux /proc/stat, not idle or
+    waiting for I/O): with the worker's own, says whether the machine is full (broker, this
+    script's producer and reader, the worker)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 async def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None,
@@ -240,6 +250,7 @@ class Worker:
         values["cpu"] = sum(cpu.values())
         values["cpu_main"] = cpu.get(self.proc.pid, 0.0)
         values["wall"] = time.monotonic()
+        values["machine_busy"] = machine_busy_seconds()
         return values
 
     @staticmethod
@@ -258,7 +269,8 @@ class Worker:
                 f"{us['batch_seconds_sum']:.2f} µs (step {us['pipeline_step_seconds_sum']:.2f}, state "
                 f"writes {us['state_write_seconds_sum']:.2f}); cores used: main process "
                 f"{d['cpu_main'] / wall:.2f}, compute process {(d['cpu'] - d['cpu_main']) / wall:.2f}; "
-                f"batches in flight {d['batch_seconds_sum'] / wall:.0%} of the time (two overlap)")
+                f"batches in flight {d['batch_seconds_sum'] / wall:.0%} of the time (two overlap); "
+                f"machine busy {d['machine_busy'] / wall:.2f} of {os.cpu_count()} cores")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s
@@ -406,13 +418,17 @@ def main() -> int:
     ap.add_argument("--latency-seconds", type=float, default=10.0)
     ap.add_argument("--latency-fractions", default="0.5",
                     help="measure latency at these fractions of the worker's max rate (comma-separated)")
+    ap.add_argument("--latency-rates", default="",
+                    help="and at these rates, events/s (comma-separated): to compare settings or "
+                         "versions at the same load, which fractions of a measured rate are not")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (worker logs, broker data)")
     args = ap.parse_args()
     spec = ",".join(f"json:{x}" for x in args.per_message.split(",")) if args.per_message else args.formats
     formats = [(f.split(":")[0], int(f.split(":")[1])) for f in spec.split(",")]
     counts = [int(x) for x in args.events.split(",")]
     counts += counts[-1:] * (len(formats) - len(counts))  # the last count for formats not given one
-    fractions = sorted(float(x) for x in args.latency_fractions.split(","))
+    fractions = [float(x) for x in args.latency_fractions.split(",") if x]
+    fixed_rates = [float(x) for x in args.latency_rates.split(",") if x]
 
     work = Path(tempfile.mkdtemp(prefix="ember-bench-"))
     bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
@@ -456,8 +472,9 @@ def main() -> int:
                       f"partitions; first batch done {start_s:.2f} s after); {w.breakdown(snap, w.snapshot())}; "
                       f"load average {os.getloadavg()}", flush=True)
                 sent = len(fmt_rows)
-                for fraction in fractions:  # lowest rate first
-                    rate = ember * fraction
+                phases = sorted([(ember * f, f"{f:g} of max rate") for f in fractions]
+                                + [(r, f"{r:.0f} events/s") for r in fixed_rates])
+                for rate, phase in phases:  # lowest rate first
                     lat_rows, cycles = later_rows(fmt_rows, max(int(rate * args.latency_seconds), 1), cycles)
                     lat_msgs = encode_messages(lat_rows, "service", args.partitions, per, fmt)
                     sent += len(lat_rows)
@@ -471,7 +488,7 @@ def main() -> int:
                         bootstrap, topics, lat_msgs, rate_msgs=len(lat_msgs) / args.latency_seconds,
                         caught_up=lambda n=sent: w.events_done() >= n or w.proc.poll() is not None))
                     w.wait_caught_up(sent)  # no backlog left for the next rate (or the worker died)
-                    print(f"  latency at {fraction:g} of max rate, worker side: {w.breakdown(snap, w.snapshot())}; "
+                    print(f"  latency at {phase}, worker side: {w.breakdown(snap, w.snapshot())}; "
                           f"{histogram_split(hist0, w.histograms())}", flush=True)
                     worst = sorted(lat, key=lambda x: -x[1])[:max(len(lat) // 100, 3)]
                     print("  slowest alerts (sent at s: latency ms, of which to detection): "

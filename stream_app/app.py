@@ -14,7 +14,9 @@ the worker at a time:
 The next batch's checks (redelivered and skipped offsets, each key's stored state: replays,
 order, ``BatchProcessor.accept``) start only when the batch in flight is finished, so states,
 positions and offsets change in batch order exactly as with one batch at a time; only the
-decoding overlaps the step. Finishing a batch:
+decoding overlaps the step. A batch stepped in this thread is finished before the next is
+taken: its step blocks the event loop, and the next batch's wait would run out meanwhile.
+Finishing a batch:
 
 1. send alerts / scores / dead letters (exactly-once: and wait until the broker has them);
 2. write each key's new state into the table (RocksDB + changelog topic): in exactly-once
@@ -185,10 +187,20 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
                 accepted = await _accept_batch(state, table, ahead)
                 # A backlog (a batch's worth of messages or more waiting after this one): step
                 # it in the compute process, overlapped with the next. A worker that keeps up
-                # steps here, with no pickling and no second process competing for the cores.
-                there = _waiting(app, batch) >= settings.batch_size
-                inflight = asyncio.ensure_future(
-                    _finish_batch(app, state, table, producer_for, accepted, guard, take, there))
+                # steps here, with no pickling and no second process competing for the cores
+                # (at 40-80 k events/s, stepping every batch there, or every batch with another
+                # batch's worth waiting, doubled the p99: docs/performance.md, session 9).
+                there = state.compute is not None and _waiting(app, batch) >= settings.batch_size
+                finishing = _finish_batch(app, state, table, producer_for, accepted, guard, take,
+                                          there)
+                if there:
+                    inflight = asyncio.ensure_future(finishing)
+                else:
+                    # A step here blocks the event loop: done before the next batch's wait
+                    # starts, or that wait runs out during the step and the next batch is only
+                    # what Faust hands over in between (batches of ~500 events at 2-3x the
+                    # cost per event were measured: docs/performance.md, session 9).
+                    await finishing
         finally:
             if inflight is not None and not inflight.done():
                 inflight.cancel()
