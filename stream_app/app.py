@@ -198,7 +198,7 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
                 else:
                     # A step here blocks the event loop: done before the next batch's wait
                     # starts, or that wait runs out during the step and the next batch is only
-                    # what Faust hands over in between (batches of ~500 events at 2-3x the
+                    # what Faust hands over in between (batches of ~550-1,300 events at 1.6-1.8x the
                     # cost per event were measured: docs/performance.md, session 9).
                     await finishing
         finally:
