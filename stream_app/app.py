@@ -317,6 +317,16 @@ class _Accepted:
     partition_event: dict[int, Any]
 
 
+def _highwater(app: faust.App, tp: Any) -> int | None:
+    """The offset after the last message the broker had on ``tp`` at the last fetch (exactly-
+    once: the last stable offset); None when not known, or ``tp`` is no longer assigned
+    (aiokafka asserts that: a batch taken before a rebalance may name such a partition)."""
+    try:
+        return app.consumer.highwater(tp)
+    except (AssertionError, KeyError):
+        return None
+
+
 def _waiting(app: faust.App, batch: list) -> int:
     """Messages on the broker after this batch, on its partitions (as of the last fetch)."""
     last: dict[Any, int] = {}
@@ -325,7 +335,7 @@ def _waiting(app: faust.App, batch: list) -> int:
         last[msg.tp] = msg.offset
     waiting = 0
     for tp, offset in last.items():
-        hw = app.consumer.highwater(tp)
+        hw = _highwater(app, tp)
         if hw is not None:
             waiting += max(hw - offset - 1, 0)
     return waiting
