@@ -188,8 +188,8 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
                 # A backlog (a batch's worth of messages or more waiting after this one): step
                 # it in the compute process, overlapped with the next. A worker that keeps up
                 # steps here, with no pickling and no second process competing for the cores
-                # (at 40-80 k events/s, stepping every batch there, or every batch with another
-                # batch's worth waiting, doubled the p99: docs/performance.md, session 9).
+                # (at 40 and 70 k events/s, stepping every batch there, or every batch with
+                # another batch's worth waiting, doubled the p99: docs/performance.md, session 9).
                 there = state.compute is not None and _waiting(app, batch) >= settings.batch_size
                 finishing = _finish_batch(app, state, table, producer_for, accepted, guard, take,
                                           there)
@@ -198,8 +198,8 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
                 else:
                     # A step here blocks the event loop: done before the next batch's wait
                     # starts, or that wait runs out during the step and the next batch is only
-                    # what Faust hands over in between (batches of ~550-1,300 events at 1.6-1.8x the
-                    # cost per event were measured: docs/performance.md, session 9).
+                    # what Faust hands over in between (batches of ~550-1,300 events at 1.6-1.8x
+                    # the cost per event were measured: docs/performance.md, session 9).
                     await finishing
         finally:
             if inflight is not None and not inflight.done():
