@@ -249,12 +249,19 @@ def test_a_killed_compute_process_is_replaced_and_loses_nothing(case):
     w.check_alive()
 
 
+def sharing_partitions(a, b) -> bool:
+    """Both workers hold partitions, and together all of them."""
+    ha, hb = a.health(), b.health()
+    return bool(ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
+                and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS)))
+
+
 @pytest.mark.skipif(not compute_process.wanted("auto"), reason="one core: no compute process")
 def test_exactly_once_a_rebalance_mid_backlog_loses_and_duplicates_nothing(case):
     # A backlog keeps worker a's batches in its compute process (one in flight while the next
     # is prepared) when b joins: the rebalance revokes partitions with a batch in flight.
-    # (~28,000 events: while b started and joined, a did ~15,000 on the 2-core dev VM; with
-    # a quarter as many, b once found the backlog done.)
+    # (~28,000 events: a scored over half of them before b had started and joined, on the
+    # 2-core dev VM; with a quarter as many, b once found the backlog done.)
     rows, spiked = sample_rows(case.model, n_keys=8, events_per_key=6000)
     opts = dict(processing_guarantee="exactly_once", batch_size=20)
     case.produce(rows)
@@ -263,9 +270,7 @@ def test_exactly_once_a_rebalance_mid_backlog_loses_and_duplicates_nothing(case)
     wait_for(lambda: a.metric("ember_compute_process_batches_total") > 0, 120,
              "a batch stepped in the compute process", workers=[a])
     b = case.worker("b", **opts)
-    wait_for(lambda: (lambda ha, hb: ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
-                      and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS)))
-             (a.health(), b.health()), 90, "two workers sharing the partitions", workers=[a, b])
+    wait_for(lambda: sharing_partitions(a, b), 90, "two workers sharing the partitions", workers=[a, b])
     got, alerts = assert_matches_reference(case, rows, committed=True, allow_duplicates=False,
                                            workers=[a, b])
     assert b.metric("ember_compute_process_batches_total") > 0, \
@@ -297,9 +302,7 @@ def test_two_workers_share_partitions_and_a_rebalance_loses_nothing(case):
     producer.start()
     wait_for(lambda: a.processed() > len(rows) // 10, 120, "a tenth processed", workers=[a])
     b = case.worker("b", batch_size=50)
-    wait_for(lambda: (lambda ha, hb: ha and hb and ha["assigned_partitions"] and hb["assigned_partitions"]
-                      and sorted(ha["assigned_partitions"] + hb["assigned_partitions"]) == list(range(PARTITIONS)))
-             (a.health(), b.health()), 90, "two workers sharing the partitions", workers=[a, b])
+    wait_for(lambda: sharing_partitions(a, b), 90, "two workers sharing the partitions", workers=[a, b])
     gates[1].set()
     wait_for(lambda: (lambda ha, hb: ha and hb and ha["positions"] and hb["positions"])(a.health(), b.health()),
              90, "both workers scoring part 2", workers=[a, b])
