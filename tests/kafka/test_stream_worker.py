@@ -271,8 +271,8 @@ def test_exactly_once_a_rebalance_mid_backlog_loses_and_duplicates_nothing(case)
              "a batch stepped in the compute process", workers=[a])
     b = case.worker("b", **opts)
     wait_for(lambda: sharing_partitions(a, b), 90, "two workers sharing the partitions", workers=[a, b])
-    got, alerts = assert_matches_reference(case, rows, committed=True, allow_duplicates=False,
-                                           workers=[a, b])
+    _, alerts = assert_matches_reference(case, rows, committed=True, allow_duplicates=False,
+                                         workers=[a, b])
     assert b.metric("ember_compute_process_batches_total") > 0, \
         "b found no backlog on the partitions it was given: the rebalance did not come mid-backlog"
     assert spiked <= {(x["key"], x["time"]) for x in alerts}
