@@ -118,13 +118,16 @@ def fit_model(history, model_dir: Path) -> str:
 # ----------------------------------------------------------------------------- kafka helpers
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes have used so far (every core: Linux /proc/stat, not idle or
-    waiting for I/O): with the worker's own, says whether the machine is full (broker, this
-    script's producer and reader, the worker)."""
+def machine_seconds() -> tuple[float, float]:
+    """(CPU seconds all processes have used so far, on every core: Linux /proc/stat, not idle,
+    waiting for I/O or stolen; seconds the hypervisor ran something else while this VM had
+    work: "steal"). The first, with the worker's own, says whether the machine is full (broker,
+    this script's producer and reader, the worker); the second, whether the VM itself was held
+    up (a stall no process here can show)."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / hz, ticks[7] / hz
 
 
 async def produce_all(bootstrap: str, topic: str, messages, rate: float | None = None,
@@ -250,7 +253,7 @@ class Worker:
         values["cpu"] = sum(cpu.values())
         values["cpu_main"] = cpu.get(self.proc.pid, 0.0)
         values["wall"] = time.monotonic()
-        values["machine_busy"] = machine_busy_seconds()
+        values["machine_busy"], values["machine_steal"] = machine_seconds()
         return values
 
     @staticmethod
@@ -270,7 +273,8 @@ class Worker:
                 f"writes {us['state_write_seconds_sum']:.2f}); cores used: main process "
                 f"{d['cpu_main'] / wall:.2f}, compute process {(d['cpu'] - d['cpu_main']) / wall:.2f}; "
                 f"batches in flight {d['batch_seconds_sum'] / wall:.0%} of the time (two overlap); "
-                f"machine busy {d['machine_busy'] / wall:.2f} of {os.cpu_count()} cores")
+                f"machine busy {d['machine_busy'] / wall:.2f} of {os.cpu_count()} cores "
+                f"(stolen by the hypervisor: {d['machine_steal'] / wall:.2f})")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         deadline = time.monotonic() + timeout_s

@@ -99,6 +99,8 @@ class Feature(ABC):
     def __init__(self, fields: Sequence[str] = (), columns: Sequence[int] = (), prefix: str = ""):
         self.fields = tuple(fields)
         self.columns = tuple(int(c) for c in columns)
+        # (the same, as the array the compiled round loops take: *_kernel.py)
+        self.column_index = np.array(self.columns, dtype=np.int64)
         self.prefix = prefix or self.kind
         # None means "all value columns, in order": lets RoundInputs share the cached arrays.
         self._cols_key: tuple[int, ...] | None = self.columns
@@ -173,11 +175,9 @@ class Feature(ABC):
 
 class StateViews(dict):
     """One round's state: name -> the round's keys' view of each state array (a dict, as
-    `Feature.step` expects), plus `flat(name)`, that view's `flat_view`, worked out once per
-    views object from the array it slices (the engine hands a feature the same views round
-    after round while the number of keys stays the same)."""
+    `Feature.step` expects)."""
 
-    __slots__ = ("_sources", "_k0", "_flat")
+    __slots__ = ()
 
     def __init__(self, sources, k0: int, k1: int):
         """sources: (name, C-contiguous array of all keys, whether the key is its first axis).
@@ -187,49 +187,6 @@ class StateViews(dict):
         last_axis = (Ellipsis, first_axis)
         for name, arr, first in sources:     # (2-3x faster than dict.__init__ of pairs here)
             self[name] = arr[first_axis] if first else arr[last_axis]
-        self._sources, self._k0, self._flat = sources, k0, None
-
-    def flat(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
-        if self._flat is None:
-            self._flat = {}
-        hit = self._flat.get(name)
-        if hit is None:
-            k0 = self._k0
-            arr, first = next((arr, first) for nm, arr, first in self._sources if nm == name)
-            strides = tuple(st // arr.itemsize for st in arr.strides)
-            if not arr.flags.c_contiguous:
-                hit = _flat_view(self[name])
-            elif first:        # the keys' rows k0:k1 are one contiguous block
-                hit = self[name].reshape(-1), strides
-            else:              # the view's first element is element k0 of the whole array
-                hit = arr.reshape(-1)[k0:], strides
-            self._flat[name] = hit
-        return hit
-
-
-def flat_view(state: State, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(flat, strides) of the state array `name`: a 1-D view of the memory that the view spans,
-    and its strides in elements, so that a[i, j, k] is flat[i*strides[0] + j*strides[1] +
-    k*strides[2]].
-
-    Gathers and scatters at per-key positions (a ring-buffer slot, a hash bucket) are 4-6x
-    faster as `np.take`/`np.put` on flat positions than as multi-array fancy indexing, and this
-    works on the strided prefix views the engine hands to `step` (from `StateViews`, which works
-    it out once per round's views; any other dict of arrays: computed here)."""
-    if isinstance(state, StateViews):
-        return state.flat(name)
-    return _flat_view(state[name])
-
-
-def _flat_view(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    item = a.itemsize
-    strides = tuple(st // item for st in a.strides)
-    if a.flags.c_contiguous:
-        return a.reshape(-1), strides
-    if any(st < 0 or st * item != bs for st, bs in zip(strides, a.strides)):
-        raise ValueError("flat_view needs non-negative, element-aligned strides")
-    span = sum((d - 1) * st for d, st in zip(a.shape, strides)) + 1 if a.size else 0
-    return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(item,)), strides
 
 
 def fmt_seconds(s: float) -> str:

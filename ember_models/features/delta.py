@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State
 
 
@@ -16,13 +17,6 @@ class Delta(Feature):
         return {"last": ((len(self.fields),), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, obs, x0, _ = self.observed(inp)
-        last = state["last"]
-        known = np.isfinite(last)
-        full = self.complete(inp)
-        if not full:
-            known &= obs
-        d = x0 - last
-        np.copyto(d, 0.0, where=~known)
-        out[...] = d
-        np.copyto(last, x0, where=True if full else obs)
+        # (a compiled loop over the keys: running_kernel.py)
+        kernels("ember_models.features.running_kernel").delta_round(
+            inp.values, self.column_index, state["last"], out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State, fmt_seconds
 
 
@@ -41,28 +42,10 @@ class Ewma(Feature):
                 "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, _, x0, obsf = self.observed(inp)                              # (V, n)
-        w, mean, var = state["w"], state["mean"], state["var"]
         dt, _ = self.clock(state, inp)
-        w *= np.exp2(dt * self._neg_inv_h)                               # (H, n), shared by V
-        if self.complete(inp):               # every field observed: alpha = 1/W
-            w += 1.0
-            alpha = 1.0 / w
-        else:
-            obs3 = obsf[:, None, :]
-            w += obs3
-            # 1/W where observed (W >= 1 there), 0 where missing (where W may still be 0).
-            alpha = (w + (1.0 - obsf)[:, None, :])
-            np.divide(obs3, alpha, out=alpha)
-        d = x0[:, None, :] - mean
-        ad = alpha * d
-        mean += ad
-        ad *= d
-        var += ad
-        var *= 1.0 - alpha
-        if not self.std:
-            out[...] = mean.reshape(-1, len(inp))
-            return
-        out = out.reshape(len(self.fields), len(self.half_lives_s), 2, -1, copy=False)
-        out[:, :, 0] = mean
-        out[:, :, 1] = np.sqrt(var)
+        decay = np.exp2(dt * self._neg_inv_h)                            # (H, n), shared by V
+        # (the rest is a compiled loop over the keys: decay_kernel.py; outputs (field,
+        # half-life[, mean/std]))
+        kernels("ember_models.features.decay_kernel").ewma_round(
+            inp.values, self.column_index, decay, state["w"], state["mean"], state["var"],
+            self.std, out)

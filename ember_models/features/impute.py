@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State
-from .running import welford_update
 
 
 class Impute(Feature):
@@ -30,17 +30,9 @@ class Impute(Feature):
         return {"n": (v, "<f8", 0.0), "fill": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, obs, x0, obsf = self.observed(inp)
+        # (a compiled loop over the keys: running_kernel.py; outputs (field, value/missing))
         fill = state["fill"]
-        out = out.reshape(len(self.fields), 2, -1, copy=False)        # (field, value/missing, n)
-        full = self.complete(inp)
-        if full:                             # every value observed: the value itself, flag 0
-            out[:, 0] = x0
-            out[:, 1] = 0.0
-        else:
-            out[:, 0] = np.where(obs, x0, fill)
-            np.subtract(1.0, obsf, out=out[:, 1])
-        if self.strategy == "last":
-            np.copyto(fill, x0, where=True if full else obs)
-        else:
-            welford_update(state["n"], fill, state["m2"], x0, obsf, full)
+        by_mean = self.strategy == "mean"
+        kernels("ember_models.features.running_kernel").impute_round(
+            inp.values, self.column_index, fill, state["n"] if by_mean else fill,
+            state["m2"] if by_mean else fill, by_mean, out)

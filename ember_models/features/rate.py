@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State
 
 
@@ -21,19 +22,7 @@ class Rate(Feature):
         return {"last": (v, "<f8", np.nan), "t_last": (v, "<f8", np.nan), "rate": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, obs, x0, obsf = self.observed(inp)
-        last, t_last, rate = state["last"], state["t_last"], state["rate"]
-        t = inp.times
-        dt = t - t_last                       # NaN where never observed
-        moving = dt > 0.0                     # NaN > 0 is False
-        if self.complete(inp):                # every value observed: no masks
-            np.divide(x0 - last, dt, out=rate, where=moving)
-            np.copyto(last, x0)
-            np.fmax(t_last, t, out=t_last)
-            out[...] = rate
-        else:
-            moving &= obs
-            np.divide(x0 - last, dt, out=rate, where=moving)
-            np.copyto(last, x0, where=obs)
-            np.copyto(t_last, np.fmax(t_last, t), where=obs)
-            out[...] = rate * obsf
+        # (a compiled loop over the keys: running_kernel.py)
+        kernels("ember_models.features.running_kernel").rate_round(
+            inp.values, self.column_index, inp.times, state["last"], state["t_last"],
+            state["rate"], out)

@@ -23,8 +23,6 @@ class RollingCountWindow(Feature):
         self.sizes = tuple(sorted({int(s) for s in sizes}))
         if self.sizes[0] < 2:
             raise ValueError(f"rolling_count sizes must be >= 2, got {list(sizes)}")
-        self._sizes_f = np.asarray(self.sizes, dtype=np.float64)[None, :, None]   # (1, S, 1)
-        self._inv_sizes = 1.0 / self._sizes_f
         self.capacity = 1 << (self.sizes[-1] - 1).bit_length()                   # power of two
         # slot p - size (mod capacity) of each window, for each next slot p: (capacity, S)
         self._back = ((np.arange(self.capacity)[:, None] - np.asarray(self.sizes))
@@ -41,40 +39,24 @@ class RollingCountWindow(Feature):
                 "sumsq": ((v, s), "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, obs, x0, obsf = self.observed(inp)                           # (V, n)
         buf, count, ref = state["buf"], state["count"], state["ref"]     # (V, cap, n), (V, n)
         s, ss = state["sum"], state["sumsq"]                             # (V, S, n)
-        mask = self.capacity - 1
-        v, n = obs.shape
-        full = self.complete(inp)            # every value observed: no masking needed
+        loops = kernels("ember_models.features.rolling_count_kernel")
         least = int(count.min()) if count.size else 0
-        if full:
-            if least == 0:                   # some field's first observation: its reference
-                np.copyto(ref, x0, where=count == 0)
-            y = x0 - ref
+        if self.complete(inp) and least == int(count.max()):
+            # Every (field, key) at the same count, every value observed (a backfill's fresh
+            # keys with complete data): the next slot and the leaving ones are the same rows
+            # of the buffer for all of them, read and written as rows, no positions.
+            x0 = self.observed(inp)[2]
+            if least == 0:                   # every field's first observation: its reference
+                np.copyto(ref, x0)
+            self._step_aligned(buf, count, ref, s, ss, least & (self.capacity - 1),
+                               (x0 - ref)[:, None, :])
         else:
-            np.copyto(ref, x0, where=obs & (count == 0))
-            y = (x0 - ref) * obsf                                        # 0 where missing
-        y3 = y[:, None, :]
-        if full and least == int(count.max()):
-            # Every (field, key) at the same count (a backfill's fresh keys with complete
-            # data): the next slot and the leaving ones are the same rows of the buffer for
-            # all of them, read and written as rows, no positions.
-            self._step_aligned(buf, count, ref, s, ss, least & mask, y3)
-        else:
-            self._step_any(state, obs, y3)
-        # every window full: 1/size (a complete round added one to every count)
-        if (least + 1 if full else int(count.min()) if count.size else 0) >= self.sizes[-1]:
-            inv = self._inv_sizes
-        else:
-            inv = 1.0 / np.maximum(np.minimum(count[:, None, :], self._sizes_f), 1.0)
-        out = out.reshape(v, len(self.sizes), 2, n, copy=False)
-        mean = s * inv
-        var = ss * inv
-        var -= mean * mean
-        out[:, :, 1] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        mean += ref[:, None, :]          # ref is 0 until the first observation, like the sums
-        out[:, :, 0] = mean
+            # each (field, key) at its own slot, buffers that wrap recentred: a compiled loop
+            loops.rolling_count_any(inp.values, self.column_index, buf, count, ref, s, ss,
+                                    self._sizes_i)
+        loops.rolling_count_outputs(s, ss, count, ref, self._sizes_i, out)
 
     def _step_aligned(self, buf, count, ref, s, ss, pos: int, y3) -> None:
         """The window update when every count is the same: slot `pos` next for all."""
@@ -85,13 +67,6 @@ class RollingCountWindow(Feature):
         count += 1
         if pos == self.capacity - 1:         # every buffer wrapped
             self._recompute_all(buf, ref, s, ss)
-
-    def _step_any(self, state, obs, y3) -> None:
-        """The window update at each (field, key)'s own slot, buffers that wrap recentred: a
-        compiled loop (rolling_count_kernel.py)."""
-        kernels("ember_models.features.rolling_count_kernel").rolling_count_any(
-            y3[:, 0], obs, state["buf"], state["count"], state["ref"], state["sum"],
-            state["sumsq"], self._sizes_i)
 
     def _recompute_all(self, buf, ref, s, ss) -> None:
         """Every (field, key) of the round just wrapped (aligned counts): slots 0..cap-1 hold

@@ -14,6 +14,8 @@ exact sums are NumPy's pairwise summation (``pairwise_sum``: the same blocks and
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -93,28 +95,55 @@ def _block_sum(a, n, off, stride):
 
 
 @njit(cache=True, nogil=True)
-def rolling_count_any(y, obs, buf, count, ref, s, ss, sizes):
-    """y [V, n] the values relative to the reference (0 where missing); obs [V, n] (bool);
-    buf [V, capacity, n]; count [V, n]
-    (int64); ref [V, n]; s, ss [V, S, n] the windows' sums; sizes [S] (int64, ascending)."""
+def rolling_count_any(x, cols, buf, count, ref, s, ss, sizes):
+    """x [V_all, n] the round's values (NaN = missing); cols [V] the feature's fields;
+    buf [V, capacity, n]; count [V, n] (int64); ref [V, n]; s, ss [V, S, n] the windows' sums
+    of values relative to ``ref``; sizes [S] (int64, ascending). A field's first observation
+    becomes its reference."""
     v_n, cap, n = buf.shape
     mask = cap - 1
     for v in range(v_n):
+        c = cols[v]
         for i in range(n):
+            xv = x[c, i]
+            seen = xv == xv
+            if seen and count[v, i] == 0:
+                ref[v, i] = xv
+            o = 1.0 if seen else 0.0
+            yv = ((xv if seen else 0.0) - ref[v, i]) * o          # 0 where missing
             p = count[v, i] & mask                    # the next slot
-            o = 1.0 if obs[v, i] else 0.0
-            yv = y[v, i]
             for j in range(sizes.shape[0]):
                 # (read before the write below: a window of `capacity` values leaves slot p)
                 leaving = buf[v, (p - sizes[j]) & mask, i]
                 s[v, j, i] += (yv - leaving) * o
                 ss[v, j, i] += (yv * yv - leaving * leaving) * o
-            if not obs[v, i]:
+            if not seen:
                 continue
             buf[v, p, i] = yv
             count[v, i] += 1
             if p == mask:
                 _recompute(buf, v, i, ref, s, ss, sizes)
+
+
+@njit(cache=True, nogil=True)
+def rolling_count_outputs(s, ss, count, ref, sizes, out):
+    """Each window's mean and standard deviation (population) into out rows (field, size,
+    mean/std): over the last ``size`` observations, or all of them while there are fewer."""
+    v_n, s_n, n = s.shape
+    for v in range(v_n):
+        for j in range(s_n):
+            size = float(sizes[j])
+            row = (v * s_n + j) * 2
+            for i in range(n):
+                m = float(count[v, i])
+                m = m if m < size else size
+                inv = 1.0 / (m if m > 1.0 else 1.0)
+                mean = s[v, j, i] * inv
+                var = ss[v, j, i] * inv
+                var -= mean * mean
+                out[row + 1, i] = math.sqrt(var if var >= 0.0 else 0.0)
+                # (ref is 0 until the first observation, like the sums)
+                out[row, i] = mean + ref[v, i]
 
 
 @njit(cache=True, nogil=True)

@@ -47,23 +47,14 @@ class RollingTimeWindow(Feature):
                 "seen": ((v,), "<f8", 0.0), "t_last": ((), "<f8", np.nan)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        x = self.observed(inp)[0]                                          # (V, n), NaN missing
         _, t_last = self.clock(state, inp)               # time never runs backwards for a key
         closed, open_, ref = state["closed_total"], state["open"], state["ref"]
-        # (the state update is a compiled loop over the keys: rolling_time_kernel.py)
-        kernels("ember_models.features.rolling_time_kernel").rolling_time_round(
-            x, t_last, self._inv_width, state["ring_id"], state["ring"], closed, open_,
-            state["open_id"], ref, state["seen"])
-        full = self.complete(inp)            # every value observed: no masking needed
-        tot = closed + open_                                               # (W, 3, V, n)
-        out = out.reshape(tot.shape, copy=False)
-        cnt = tot[:, 0]
-        out[:, 0] = np.log1p(cnt)
-        # every key was just observed in every field: no window is empty (count >= 1)
-        inv = 1.0 / cnt if full else 1.0 / np.maximum(cnt, 1.0)
-        mean = tot[:, 1] * inv
-        var = tot[:, 2] * inv
-        var -= mean * mean
-        out[:, 2] = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        mean += ref if full else ref * (cnt > 0)        # an empty window's mean is 0
-        out[:, 1] = mean
+        # (compiled loops over the keys: rolling_time_kernel.py)
+        loops = kernels("ember_models.features.rolling_time_kernel")
+        loops.rolling_time_round(inp.values, self.column_index, t_last, self._inv_width,
+                                 state["ring_id"], state["ring"], closed, open_,
+                                 state["open_id"], ref, state["seen"])
+        loops.rolling_time_outputs(closed, open_, ref, out)
+        w, v = len(self.windows_s), len(self.fields)
+        counts = out.reshape(w, 3, v, -1, copy=False)[:, 0]             # (W, V, n)
+        counts[...] = np.log1p(closed[:, 0] + open_[:, 0])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State
-from .running import welford_std, welford_update
 
 
 class WelfordStats(Feature):
@@ -18,9 +18,6 @@ class WelfordStats(Feature):
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, _, x0, obsf = self.observed(inp)
-        n, mean, m2 = state["n"], state["mean"], state["m2"]
-        welford_update(n, mean, m2, x0, obsf, self.complete(inp))
-        out = out.reshape(len(self.fields), 2, -1, copy=False)        # (field, mean/std, n)
-        out[:, 0] = mean
-        out[:, 1] = welford_std(n, m2)
+        # (a compiled loop over the keys: running_kernel.py; outputs (field, mean/std))
+        kernels("ember_models.features.running_kernel").welford_round(
+            inp.values, self.column_index, state["n"], state["mean"], state["m2"], out)

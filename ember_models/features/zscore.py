@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import kernels
 from .base import Feature, RoundInputs, State
-from .running import welford_std, welford_update
 
 
 class ZScore(Feature):
@@ -30,15 +30,9 @@ class ZScore(Feature):
         return {"n": (v, "<f8", 0.0), "mean": (v, "<f8", 0.0), "m2": (v, "<f8", 0.0)}
 
     def step(self, state: State, inp: RoundInputs, out: np.ndarray) -> None:
-        _, _, x0, obsf = self.observed(inp)
-        n, mean, m2 = state["n"], state["mean"], state["m2"]
-        # A floor relative to the mean's size, so float noise on a constant does not explode.
-        scale = np.maximum(welford_std(n, m2), 1e-9 * (1.0 + np.abs(mean)))
-        z = x0 - mean
-        z /= scale
-        np.clip(z, -self.clip, self.clip, out=z)
-        full = self.complete(inp)
-        z *= (n >= 2.0) if full else obsf * (n >= 2.0)
-        out[...] = z
-        if not self.updated_elsewhere:
-            welford_update(n, mean, m2, x0, obsf, full)
+        # (a compiled loop over the keys: running_kernel.py). The standard deviation has a
+        # floor relative to the mean's size (1e-9 (1 + |mean|)), so float noise on a constant
+        # does not explode.
+        kernels("ember_models.features.running_kernel").zscore_round(
+            inp.values, self.column_index, state["n"], state["mean"], state["m2"], self.clip,
+            not self.updated_elsewhere, out)

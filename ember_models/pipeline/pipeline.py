@@ -163,9 +163,9 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Run two tiny micro-batches of made-up keys (nothing kept), so that the compiled
-        loops of the bookkeeping (ember_models/kernels.py: numba loads or compiles them, ~1-2 s
-        the first time in a process) are ready before the first real batch instead of inside
-        it. The keys get different event counts, so the unaligned code paths load too."""
+        loops of the bookkeeping (ember_models/kernels.py: numba loads them from its cache,
+        ~1.5 s the first time in a process, or compiles them, ~11 s once after an install) are
+        ready before the first real batch instead of inside it. The keys get different event counts, so the unaligned code paths load too."""
         d = self.config.data
 
         def batch(keys: list[str], t0: int) -> pa.Table:
