@@ -45,6 +45,10 @@ Faust details this module works around (see docs/streaming.md):
 - Concurrency stays 1: with more, Faust can commit an offset past messages still in flight.
 - A table recovery can stall after a rebalance, receiving no changelog record although some
   are left to read; ``stream_app.recovery_watch`` restarts the reading of such partitions.
+- Table recovery reads a changelog partition up to an end it gets wrong: exactly-once, from
+  the fetch cache (empty for a partition not yet fetched: nothing restored), and past the last
+  record (a commit marker: ~10 s of waiting); ``stream_app.recovery_highwaters`` asks the
+  broker and reads the partition's tail.
 - Faust does not create the parent of ``datadir`` nor the source topics (``stream_app.worker``
   does), and never decodes values (a decode error would stop the agent silently).
 """
@@ -65,7 +69,7 @@ import faust
 from faust.streams import _current_event  # see the module docstring
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import compute_process, heap
+from . import compute_process, heap, recovery_highwaters
 from .gap_fill import GapFiller, mark_done
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
@@ -109,6 +113,7 @@ class WorkerState:
 def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions: int) -> faust.App:
     """Build the Faust app (not started). ``holder`` has a loaded pipeline."""
     settings.datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
+    recovery_highwaters.install(settings.kafka_bootstrap, settings.client_kwargs())
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,

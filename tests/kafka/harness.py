@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,6 +127,17 @@ class WorkerProc:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
+
+    def state_log(self) -> str:
+        """The log lines that say where its states came from: rebalances, what table recovery
+        read (highwater tables), each partition's stored cursor, ranges read back."""
+        keep = re.compile(r"Revoking|Highwater|Reading Starts|^\| (\S*changelog|〃)|Worker ready|"
+                          r"stored cursor|read back|Aborted tx|restart", re.M)
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(line[:200] for line in lines if keep.search(line))
 
 
 def worker_env(bootstrap: str, topics: Topics, model_dir: Path, group: str, **extra: Any) -> dict[str, str]:

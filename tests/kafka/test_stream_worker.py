@@ -118,7 +118,9 @@ def assert_matches_reference(case, rows, *, committed=False, allow_duplicates=Tr
     if wrong:
         detail = read_scores_with_workers(case.bootstrap, case.topics.scores, committed)
         lines = [f"{ev}: got (score, offset, worker) {detail[ev]}, want {want_scores[ev]}" for ev in wrong[:8]]
-        pytest.fail(f"{len(wrong)} events scored differently from an uninterrupted run:\n" + "\n".join(lines))
+        logs = [f"--- worker pid {w.proc.pid} ({w.log_path.name}):\n{w.state_log()}" for w in workers if w.proc]
+        pytest.fail(f"{len(wrong)} events scored differently from an uninterrupted run:\n"
+                    + "\n".join(lines + logs))
     alerts = read_json(case.bootstrap, case.topics.alerts, committed=committed, expect=len(want_alerts))
     ids = [a["alert_id"] for a in alerts]
     assert set(ids) - borderline == want_alerts - borderline, "exactly the reference run's alerts"
@@ -211,12 +213,25 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
     opts = dict(processing_guarantee=guarantee, batch_size=20)
     w = case.worker("w1", **opts)
     w.wait_assigned(partitions=PARTITIONS)
-    producer = threading.Thread(target=case.produce, args=(rows,), kwargs={"rate": 1000})
-    producer.start()  # paced, so the kill lands mid-stream
+    # The stream's second half is produced only once w1 is dead, so the kill lands mid-stream
+    # and w2 meets a backlog however fast w1 went. (With the whole stream paced at once, a run
+    # from a fresh clone found every event scored while w2 had not yet logged a line: the kill
+    # had come after the end, and w2 was not yet serving /metrics.)
+    half = len(rows) // 2
+    killed = threading.Event()
+
+    def produce_around_the_kill() -> None:
+        case.produce(rows[:half], rate=1000)
+        if killed.wait(180):
+            case.produce(rows[half:], rate=1000)
+
+    producer = threading.Thread(target=produce_around_the_kill, daemon=True)
+    producer.start()
     wait_for(lambda: w.processed() > len(rows) // 3, 120, "a third of the stream processed", workers=[w])
     children = w.children()  # its compute process (stream_app.compute_process), if it has one
     assert len(children) == (1 if compute_process.wanted("auto") else 0)
     w.kill()
+    killed.set()
     assert w.processed() == 0  # it is dead
     wait_for(lambda: not any(pid_alive(p) for p in children), 10, "the compute process gone with its worker")
     w2 = case.worker("w2", datadir=None if fresh_datadir else w.datadir, **opts)
