@@ -213,9 +213,10 @@ class BlockCD:
         per batch, since their normal draws sit between the uniform ones."""
         nh = self.nh
         full = np.empty((n, nh + 1), dtype=self.np_dt)
-        full[:, :nh] = self.rbm.rng.numpy.random((n, nh), dtype=self.np_dt)
-        full *= 2.0
-        full -= 1.0
+        u = full[:, :nh]
+        u[...] = self.rbm.rng.numpy.random((n, nh), dtype=self.np_dt)
+        u *= 2.0                 # (not the whole of ``full``: its last column is still
+        u -= 1.0                 # uninitialised memory, whose NaN and huge values warned)
         full[:, nh] = -np.inf
         return ops.from_numpy(full)
 
