@@ -189,7 +189,7 @@ class Worker:
             "EMBER_DATADIR": str(workdir / "data"), "EMBER_WEB_PORT": str(self.port),
             "EMBER_PROCESSING_GUARANTEE": guarantee, "EMBER_BATCH_SIZE": str(batch_size),
             "EMBER_BATCH_MAX_WAIT_S": str(max_wait), "EMBER_MODEL_POLL_S": "0",
-            "PYTHONPATH": str(REPO),
+            "PYTHONPATH": os.pathsep.join([str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])),
         })
         self.log = open(workdir / "worker.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "stream_app.worker"], cwd=REPO, env=env,
