@@ -49,13 +49,22 @@ class ProducerRouter:
         self.headers = [("ember-worker", f"{socket.gethostname()}:{os.getpid()}".encode())]
 
     def persisted(self, table: Any, metadata: Any) -> None:
-        """Record a changelog offset the local store holds (what Faust's send callback does), so
-        a restart on the same datadir replays the changelog only from there."""
-        tp = metadata.topic_partition
-        if self.settings.exactly_once:
-            self.app.tables.persist_offset_on_commit(table.data, tp, metadata.offset)
-        else:
-            table.data.set_persisted_offset(tp, metadata.offset)
+        """Record a changelog offset the local store holds (the value was just written there),
+        so the next recovery of the partition (a restart on the same datadir, a rebalance that
+        leaves it here) reads the changelog only from there.
+
+        Exactly-once too, at once: Faust's send callback defers it to the commit of the
+        partition (``persist_offset_on_commit``) but files it under the changelog partition and
+        looks it up under the source partition, so it never landed (faust-streaming 0.15.3), and
+        every rebalance re-read each partition it kept from its previous recovery on: all the
+        state writes since, one per key and batch in that mode. Deferring buys nothing here:
+        an exactly-once worker drops its local tables at every start (``stream_app.app``), so
+        the claim "the local store holds the changelog up to here" only has to hold while the
+        process runs, where it is true as soon as the value is written. A transaction that
+        aborted under a running worker would show at the next recovery as a stored offset past
+        the changelog's committed end: Faust stops there with a ConsistencyError rather than
+        keep a state that never became true."""
+        table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
 
     def transactional_id(self, source_partition: int) -> str | None:
         if not self.settings.exactly_once:

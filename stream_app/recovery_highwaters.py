@@ -23,11 +23,14 @@ the committed transactions, whose states and cursors agree, ``stream_app.state_w
 then moved back to just after the last *record* below it, found by reading the partition's
 tail (a few records, once per partition and recovery) with a consumer of the same isolation
 level. Control markers and, at ``read_committed``, aborted records are what the recovery would
-never see, and what this step skips.
+never see, and what this step skips. At ``read_committed`` the end is read once the last
+transactions' markers are written (``settled_ends``), so it covers every batch committed
+before the rebalance.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Iterable
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 TAIL_RECORDS = 16  # the first look back from the end; widened 8-fold while it finds nothing
 READ_TIMEOUT_S = 30.0
+SETTLE_S = 5.0     # at most this long for the last transactions' markers (``settled_ends``)
 
 _client: dict[str, Any] = {}  # bootstrap and security settings of the worker (``install``)
 
@@ -59,7 +63,8 @@ async def last_record_ends(consumer: Any, ends: dict[Any, int], timeout_s: float
         while reading:
             if time.monotonic() > deadline:
                 log.warning("recovery ends: could not read the tails of %s within %.0f s; "
-                            "using the broker's ends", sorted(map(str, todo)), timeout_s)
+                            "using the broker's ends",
+                            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in todo)), timeout_s)
                 out.update(todo)
                 return out
             batch = await consumer.getmany(*reading, timeout_ms=200)
@@ -79,16 +84,50 @@ async def last_record_ends(consumer: Any, ends: dict[Any, int], timeout_s: float
     return out
 
 
+def _reader(isolation_level: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(bootstrap_servers=_client["bootstrap"], enable_auto_commit=False,
+                            auto_offset_reset="earliest", isolation_level=isolation_level,
+                            **_client["kwargs"])
+
+
+async def settled_ends(thread_consumer: Any, partitions: list, timeout_s: float | None = None) -> dict[Any, int]:
+    """``read_committed`` ends once every transaction on ``partitions`` is complete (the last
+    stable offset has reached the log's end), or as they are after ``timeout_s``.
+
+    A committed transaction's markers are written after the producer's commit returns, so for
+    a moment its records still count as pending: read then, the end would leave out the last
+    batch a worker committed, which its own local store already holds (a stored offset past
+    the end stops Faust's recovery). When recovery starts nobody else writes the partition
+    (the new owner's producer has fenced the old one's), so this settles in milliseconds."""
+    timeout_s = SETTLE_S if timeout_s is None else timeout_s
+    log_reader = _reader("read_uncommitted")
+    await log_reader.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ends = dict(await thread_consumer.end_offsets(partitions))
+            logs = dict(await log_reader.end_offsets(partitions))
+            pending = sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions if ends[tp] < logs[tp])
+            if not pending:
+                return ends
+            if time.monotonic() > deadline:
+                log.warning("recovery ends: transactions still open on %s after %.1f s; reading up "
+                            "to what is committed", ", ".join(pending), timeout_s)
+                return ends
+            await asyncio.sleep(0.05)
+    finally:
+        await log_reader.stop()
+
+
 async def recovery_ends(thread_consumer: Any, partitions: Iterable[Any], read_committed: bool) -> dict[Any, int]:
     """What Faust's recovery should take as the ends of ``partitions`` (it reads up to the
     offset before): just after each one's last record as the broker has it now."""
     partitions = list(partitions)
-    ends = dict(await thread_consumer.end_offsets(partitions))
+    ends = (await settled_ends(thread_consumer, partitions) if read_committed
+            else dict(await thread_consumer.end_offsets(partitions)))
     if not any(ends.values()):
         return ends
-    reader = AIOKafkaConsumer(bootstrap_servers=_client["bootstrap"], enable_auto_commit=False, auto_offset_reset="earliest",
-                              isolation_level="read_committed" if read_committed else "read_uncommitted",
-                              **_client["kwargs"])
+    reader = _reader("read_committed" if read_committed else "read_uncommitted")
     await reader.start()
     try:
         return await last_record_ends(reader, ends)

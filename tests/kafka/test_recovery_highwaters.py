@@ -53,7 +53,9 @@ async def _ends(bootstrap: str, tps: list, isolation_level: str = "read_committe
         await thread_consumer.stop()
 
 
-def test_recovery_ends_after_the_last_committed_record_fetched_or_not(kafka_bootstrap, kafka_topics):
+def test_recovery_ends_after_the_last_committed_record_fetched_or_not(kafka_bootstrap, kafka_topics,
+                                                                      monkeypatch, caplog):
+    monkeypatch.setattr(recovery_highwaters, "SETTLE_S", 0.5)  # the open transaction stays open
     done, open_, empty = kafka_topics("committed", "open", "empty")
     asyncio.run(_write_transactions(kafka_bootstrap, done, committed=5, open_after=0))
     asyncio.run(_write_transactions(kafka_bootstrap, open_, committed=3, open_after=4))
@@ -64,6 +66,7 @@ def test_recovery_ends_after_the_last_committed_record_fetched_or_not(kafka_boot
     assert broker == {tps[0]: 6, tps[1]: 4, tps[2]: 0}
     # recovery stops after the last record it will be given, not at a marker it never gets
     assert got == {tps[0]: 5, tps[1]: 3, tps[2]: 0}
+    assert f"transactions still open on {open_}[0] after 0.5 s" in caplog.text
 
 
 def test_recovery_ends_look_back_past_many_markers_and_aborted_records(kafka_bootstrap, kafka_topics):

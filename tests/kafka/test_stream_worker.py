@@ -18,11 +18,13 @@ import uuid
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from rocksdict import AccessType, Rdict
 
 from ember_models.config import parse_config
 from ember_models.pipeline import Pipeline
 from harness import Topics, WorkerProc, read_json, read_scores_with_workers, scores_by_event, wait_for, worker_env
-from stream_app import compute_process
+from stream_app import compute_process, recovery_highwaters
 from stream_app.processes import pid_alive
 from stream_app.produce import encode_messages, produce
 from stream_app.sample import make_sample
@@ -244,6 +246,41 @@ def test_sigkill_mid_stream_then_restart_loses_nothing(case, guarantee, fresh_da
         # at-least-once may redeliver, but a redelivered event is skipped or scored identically
         assert all(max(s) - min(s) <= SCORE_TOL for s in got.values())
     w2.check_alive()
+
+
+def test_exactly_once_local_store_records_how_far_it_holds_the_changelog(case):
+    """Exactly-once, each partition's local store records the offset of its last changelog
+    record once the worker stops: what the recovery of a partition it keeps through a
+    rebalance reads the changelog from (Faust's own bookkeeping of it never landed in that
+    mode, and every rebalance re-read all the state writes since the last one:
+    stream_app/producer_router.py)."""
+    rows, _ = sample_rows(case.model, n_keys=8, events_per_key=200)
+    w = case.worker("w1", processing_guarantee="exactly_once", batch_size=20)
+    w.wait_assigned(partitions=PARTITIONS)
+    case.produce(rows)
+    assert_matches_reference(case, rows, committed=True, allow_duplicates=False, workers=[w])
+    w.stop()
+    tps = [TopicPartition(f"{case.group}-key-state-changelog", p) for p in range(PARTITIONS)]
+
+    async def last_records() -> dict:
+        consumer = AIOKafkaConsumer(bootstrap_servers=case.bootstrap, isolation_level="read_committed",
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            return await recovery_highwaters.last_record_ends(consumer, await consumer.end_offsets(tps))
+        finally:
+            await consumer.stop()
+
+    ends = asyncio.run(last_records())
+    assert sum(ends.values()) > 0
+    for tp in tps:
+        db = Rdict(str(w.datadir / "v1" / "tables" / f"key-state-{tp.partition}.db"),
+                   access_type=AccessType.read_only())
+        try:
+            stored = db.get(b"__faust\0offset__")  # faust.stores.rocksdb.Store.offset_key
+        finally:
+            db.close()
+        assert (int(stored) if stored is not None else -1) == ends[tp] - 1, tp
 
 
 @pytest.mark.skipif(not compute_process.wanted("auto"), reason="one core: no compute process")
