@@ -1,8 +1,8 @@
-"""Recovery's target offsets come from the broker, not from the fetch cache (real broker).
+"""Where table recovery stops reading (stream_app/recovery_highwaters.py), real broker.
 
-What went wrong without it (stream_app/recovery_highwaters.py): a read_committed consumer that
-has not fetched a partition yet knows no last stable offset, and faust-streaming took that as
-an empty changelog, so a worker given a partition restored none of its states.
+What went wrong before: a read_committed consumer that has not fetched a partition yet knows
+no last stable offset, and faust-streaming took that as an empty changelog (a worker given a
+partition restored none of its states); and it waited for a commit marker as for a record.
 """
 
 from __future__ import annotations
@@ -94,9 +94,11 @@ def test_recovery_ends_look_back_past_many_markers_and_aborted_records(kafka_boo
     assert uncommitted == {tp: 25}, "read_uncommitted: the last aborted record is delivered too"
 
 
-def test_install_routes_fausts_highwaters_to_the_broker():
+def test_install_routes_fausts_highwaters_to_the_broker(monkeypatch):
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+    monkeypatch.setattr(recovery_highwaters, "_client", {})  # (restored after the test)
     recovery_highwaters.install("127.0.0.1:9", {})
     recovery_highwaters.install("127.0.0.1:9", {})  # idempotent
     assert AIOKafkaConsumerThread._highwaters.ember_patched
+    assert recovery_highwaters._client == {"bootstrap": "127.0.0.1:9", "kwargs": {}}
