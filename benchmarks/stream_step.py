@@ -2,8 +2,9 @@
 data and model, micro-batches of ``--batch`` events in arrival (time) order, each key's state
 carried between batches as bytes, alerts computed, ``learn=False`` (stream_app.processor);
 then ``Pipeline.score`` over the same events in one call. Prints CPU µs per event of each,
-the number of detector rounds (a batch takes as many rounds as its busiest key has events),
-and the per-round cost split into a fixed part and a part per key (least squares over rounds).
+the detector's share (``DetectorCore.run_rounds``, one call per chunk of rounds), and the
+feature rounds' (a batch takes as many rounds as its busiest key has events), their cost split
+into a fixed part and a part per key (least squares over rounds).
 
     .venv/bin/python benchmarks/stream_step.py --keys 256 --events 100000 --batch 19000
     .venv/bin/python benchmarks/stream_step.py --cap 75     # a key's events beyond 75 per batch wait
@@ -75,13 +76,14 @@ def run_step(pipe: Pipeline, tabs: list[pa.Table]) -> int:
 
 
 def timed_rounds(pipe: Pipeline, tabs: list[pa.Table]) -> dict[str, list[tuple[int, float]]]:
-    """CPU time of each detector step and each feature round (keys in the round, seconds)."""
+    """CPU time of each detector call (a chunk of rounds: events in it, seconds) and each
+    feature round (keys in the round, seconds)."""
     rec: dict[str, list[tuple[int, float]]] = {"detector": [], "features": []}
-    step, it = detector_core.DetectorCore.step, feature_rounds.FeatureRounds.__iter__
+    run, it = detector_core.DetectorCore.run_rounds, feature_rounds.FeatureRounds.__iter__
 
-    def timed_step(self, st, t, *a, **k):
+    def timed_run(self, st, starts, t, *a, **k):
         c = time.process_time()
-        out = step(self, st, t, *a, **k)
+        out = run(self, st, starts, t, *a, **k)
         rec["detector"].append((len(t), time.process_time() - c))
         return out
 
@@ -96,11 +98,12 @@ def timed_rounds(pipe: Pipeline, tabs: list[pa.Table]) -> dict[str, list[tuple[i
             rec["features"].append((n, time.process_time() - c))
             yield r0, n, rows
 
-    detector_core.DetectorCore.step, feature_rounds.FeatureRounds.__iter__ = timed_step, timed_iter
+    detector_core.DetectorCore.run_rounds = timed_run
+    feature_rounds.FeatureRounds.__iter__ = timed_iter
     try:
         run_step(pipe, tabs)
     finally:
-        detector_core.DetectorCore.step, feature_rounds.FeatureRounds.__iter__ = step, it
+        detector_core.DetectorCore.run_rounds, feature_rounds.FeatureRounds.__iter__ = run, it
     return rec
 
 
@@ -130,12 +133,15 @@ def main() -> int:
         print(f"step {step_us:.2f} µs/event (CPU), score {score_us:.2f}; {n} events, "
               f"{len(tabs)} batches (cap {args.cap}), {alerts} alerts")
     rec = timed_rounds(pipe, tabs)
-    for name, r in rec.items():
-        m = np.array([a for a, _ in r], np.float64)
-        s = np.array([b for _, b in r])
-        fixed, per_key = np.linalg.lstsq(np.vstack([np.ones_like(m), m]).T, s * 1e6, rcond=None)[0]
-        print(f"{name}: {s.sum() / n * 1e6:.2f} µs/event; {len(r)} rounds, {n / len(r):.0f} "
-              f"keys per round; per round {fixed:.0f} µs + {per_key:.2f} µs per key")
+    calls = rec["detector"]
+    print(f"detector: {sum(b for _, b in calls) / n * 1e6:.2f} µs/event; {len(calls)} calls "
+          f"(chunks of rounds), {n / len(calls):.0f} events per call")
+    r = rec["features"]
+    m = np.array([a for a, _ in r], np.float64)
+    s = np.array([b for _, b in r])
+    fixed, per_key = np.linalg.lstsq(np.vstack([np.ones_like(m), m]).T, s * 1e6, rcond=None)[0]
+    print(f"features: {s.sum() / n * 1e6:.2f} µs/event; {len(r)} rounds, {n / len(r):.0f} "
+          f"keys per round; per round {fixed:.0f} µs + {per_key:.2f} µs per key")
     print(f"load: {os.getloadavg()}")
     return 0
 

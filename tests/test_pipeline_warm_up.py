@@ -33,3 +33,23 @@ def test_warm_up_changes_no_scores_or_version(time_unit, unit):
     assert a.states == b.states
     # the unaligned round loop (keys at different counts, prefix views) was loaded by it
     assert len(kernels("ember_models.features.rolling_count_kernel").rolling_count_any.signatures) >= 1
+
+
+def test_detector_loops_compile_once_for_every_batch_shape(monkeypatch):
+    """The detector's compiled loops see one array layout whatever the batch (a chunk of
+    rounds is always a strided view of the features): numba compiles each loop once, at warm-up,
+    not again inside a later batch, one that runs in several chunks included."""
+    from ember_models.pipeline import pipeline as pipeline_module
+    monkeypatch.setattr(pipeline_module, "CHUNK_ROWS", 16)
+    cfg = {"data": {"key_field": "host", "time_field": "ts", "value_fields": ["cpu"],
+                    "categorical_fields": ["region"]},
+           "model": {"refractory_events": 5}}
+    pipe = Pipeline(parse_config(cfg))
+    pipe.warm_up()
+    first = pipe.step(_events(n_keys=3, per_key=8), {})
+    pipe.step(_events(n_keys=5, per_key=40), first.states, learn=True)
+    pipe.score(_events(n_keys=1, per_key=4))
+    for module, name in [("standardise_kernel", "standardise_rounds"),
+                         ("tail_kernel", "tail_rounds"), ("alert_kernel", "refractory_alerts")]:
+        loop = getattr(kernels(f"ember_models.pipeline.{module}"), name)
+        assert len(loop.signatures) == 1, (name, loop.signatures)

@@ -1,9 +1,10 @@
-"""The detector core: one event for each of n keys → calibrated score, alert, reasons.
+"""The detector core: events of n keys → calibrated score, alert, reasons.
 
-Per event of a key (all arrays have a leading key axis; ``step`` advances the first n keys):
+Per event of a key (``run_rounds`` advances the keys by a run of rounds, round r being the
+r-th event of each key still running):
 
-1. its feature vector f (FeatureEngine, computed beforehand for the whole batch) is
-   standardised with the key's running mean/variance → u (scale-free, clipped);
+1. its feature vector f (FeatureEngine) is standardised with the key's running mean/variance
+   → u (scale-free, clipped);
 2. the liquid network's motor layer predicted u from the key's reservoir state before this
    event; the prediction error e = u - û is the first learnt raw score (mean e²);
 3. the RBM's free energy of u is the second;
@@ -15,13 +16,17 @@ Per event of a key (all arrays have a leading key axis; ``step`` advances the fi
 6. the reservoir (a multi-stride liquid network of random, fixed CfC weights) takes u and the
    elapsed time (in units of the key's typical interval) and moves on.
 
-Streaming (``Pipeline.step``) and backfill (``Pipeline.score``) run this same loop.
+Only 6 links an event to the next one through a model, so only the reservoir steps round by
+round; 1 and 5 are per-key bookkeeping in compiled loops over the rounds, 2-4 one product
+each over all the run's events. Streaming (``Pipeline.step``) and backfill (``Pipeline.score``)
+run this same code.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .. import ops
+from ..kernels import kernels
 from ..features.engine import FeatureEngine
 from ..liquid import MultiStrideLiquid
 from ..liquid.cfc import CfCCell, WiredCfCCell
@@ -73,28 +78,26 @@ class DetectorCore:
         return self.engine.names
 
     # ---- the batch's state: keys-last while a batch runs -------------------------------------
-    # Per step every array op is over all keys x all features or units. The features, the CfC
-    # and the motor readout all compute keys-last (rows = features or units, columns = keys:
-    # the CfC's gate blocks are then contiguous rows), so the batch holds its per-key arrays
-    # that way: the standardisation's mean/variance [d, n], the reservoir's working array
-    # (liquid/keys_last.py) — no transposes between the parts per step. The per-key scalars
-    # are vectors [n]; the tails stay NumPy rows [n, ...] (tail.py's bookkeeping).
+    # The reservoir's working array lives on the backend keys-last (rows = state variables,
+    # columns = keys: liquid/keys_last.py): its CfC layers then read contiguous rows, with no
+    # transposes per round. The per-key bookkeeping (standardisation, time, tails, refractory
+    # count) is NumPy, updated in place by compiled loops: the standardisation's mean/variance
+    # keys-last [d, n] float32, the per-key scalars [n] float64, the tails rows [n, ...].
     def reservoir(self) -> KeysLastReservoir:
         return KeysLastReservoir.for_network(self.liquid)
 
     def batch_state(self, rows) -> dict:
         """Stored detector rows [n, width] (float64 NumPy) → the batch's state: name → array
-        (backend, keys-last as above; the ``FLOAT32_STATE`` ones in float32, which the float64
-        rows hold exactly, so a state saved between two micro-batches resumes bit for bit)."""
+        (the ``FLOAT32_STATE`` ones in float32, which the float64 rows hold exactly, so a state
+        saved between two micro-batches resumes bit for bit)."""
         st = {}
         for k, v in self.layout.split(rows).items():
-            if k in TailEvidence.NAMES:
-                st[k] = v
+            if k == "liquid":
+                st[k] = self.reservoir().load(ops.astype(ops.from_numpy(v), ops.float32))
             elif k in FLOAT32_STATE:
-                v32 = ops.astype(ops.from_numpy(v), ops.float32)
-                st[k] = self.reservoir().load(v32) if k == "liquid" else _keys_last(v32)
+                st[k] = np.ascontiguousarray(v.T, np.float32)
             else:
-                st[k] = ops.from_numpy(v)
+                st[k] = v
         return st
 
     def batch_rows(self, st: dict):
@@ -102,177 +105,104 @@ class DetectorCore:
         out = {}
         for k, v in st.items():
             if k == "liquid":
-                v = self.reservoir().store(v)
+                v = ops.to_numpy(self.reservoir().store(v))
             elif k in FLOAT32_STATE:
-                v = ops.transpose(v)
-            out[k] = np.asarray(ops.to_numpy(v), np.float64)
+                v = v.T
+            out[k] = np.asarray(v, np.float64)
         return self.layout.join(out)
 
-    @staticmethod
-    def prefix(st: dict, m: int) -> dict:
-        """The state of the batch's first m keys (views where the backend has them)."""
-        return {k: (v[:m] if k in TailEvidence.NAMES or k not in FLOAT32_STATE else v[:, :m])
-                for k, v in st.items()}
+    # ---- a run of rounds -------------------------------------------------------------------
+    def run_rounds(self, st: dict, starts, t, x, f, learn: bool = False, reasons: bool = True):
+        """Advance the keys by a run of rounds: round r is the columns (rows of ``t``, ``x``)
+        ``starts[r]:starts[r + 1]``, the i-th of them an event of key i (a round's keys are
+        the first of the batch's: KeyGrid). st: the batch's state (``batch_state``), updated
+        in place; starts [R + 1] int64; t [c] epoch seconds; x [V, c] values (NaN = missing);
+        f [d, c] float32 features (keys-last, as ``FeatureEngine.rounds(keys_last=True)``
+        gives a round).
+        Returns (score [c], alert [c] bool, deviations [d, c] (each feature against the key's
+        usual level, in its standard deviations; None without ``reasons``), evidence [c, S],
+        learn_rows), NumPy, where learn_rows = (reservoir outputs before the event
+        [c, n_out], targets u [c, d], valid [c], reservoir outputs after the event and u
+        [c, n_out + d]) when ``learn``.
 
-    @staticmethod
-    def put_prefix(st: dict, view: dict, m: int) -> None:
-        """Write a prefix's new state back (``step`` replaces arrays; the tails are updated
-        in place already)."""
-        for k, v in view.items():
-            if k in FLOAT32_STATE:
-                st[k][:, :m] = v
-            elif k not in TailEvidence.NAMES:
-                st[k][:m] = v
-
-    # ---- one event for each of n keys ------------------------------------------------------
-    def step(self, st: dict, t, x, f, learn: bool = False, reasons: bool = True):
-        """st: the n keys' state (``batch_state``: name → backend array, replaced in the dict
-        or, the reservoir's, updated in place); t [n] epoch seconds; x [n, V] values (NaN =
-        missing); f [d, n] features (float32, keys-last as the engine computes them:
-        ``FeatureEngine.rounds(keys_last=True)``).
-        Returns (score [n], alert [n], deviations [n, d] (each feature against the key's usual
-        level, in its standard deviations; None when no key alerts or ``reasons`` is False),
-        evidence [n, S],
-        learn_rows) where
-        learn_rows = (reservoir outputs before the event [n, n_out], targets u [n, d],
-        valid [n], reservoir outputs after the event and u [n, n_out + d]) when ``learn``."""
+        Only the reservoir is a loop over the rounds (an event moves its key's reservoir,
+        which the key's next event is predicted from). Everything else is per key and
+        sequential only within a key — the standardisation and time bookkeeping before the
+        loop, the tails and refractory count after it, compiled loops over the rounds — or
+        one product over all the run's events: the motor readout's prediction error, the RBM's
+        free energy, the label head."""
         s = self.settings
         res = self.reservoir()
-        n_seen = st["n_seen"]
-        # every key of the batch past its first two events (the usual case once a backfill or
-        # a stream is under way): the selects for new keys below would pick one side everywhere
-        n_min = ops.item(ops.min(n_seen)) if ops.shape(n_seen)[0] else float("inf")
-        settled = n_min > 1.5
-        # keys past their first event: every key once settled (needed then for learn rows only)
-        seen_any = n_seen > 0.5 if (learn or not settled) else None
-        # while some key is young (per-key rates below), whether every key has seen as many
-        # events: a backfill's keys do (round r is every key's r-th event), and then each
-        # per-key rate is one number (the same values: scalars instead of rows)
-        aligned = False
-        if (n_min < 100.0 or n_min < s.warmup_events
-                or 1.0 / (n_min + 1.0) > self._a_std) and ops.shape(n_seen)[0]:
-            aligned = ops.item(ops.max(n_seen)) == n_min
-        # 1. per-key standardisation (plain averages while young, then exponential forgetting),
-        # in float32 like the features, keys-last: [d, n]
-        f = ops.astype(f, ops.float32)
-        mean, var = st["std_mean"], st["std_var"]
-        if not settled:
-            mean = ops.where(ops.reshape(seen_any, (1, -1)), mean, f)
-        # (temporaries of this step updated in place where they are not read again: a
-        # quarter of a MB each at ~1,000 keys, so fewer of them stay in cache; the same
-        # operations on the same operands, so the same numbers)
-        dlt = f - mean
-        abs_mean = ops.abs(mean)
-        sd = 1e-6 * abs_mean                # sd = sqrt(var) + (1e-6 + 1e-6·|mean|)
-        sd += 1e-6
-        sd += ops.sqrt(var)
-        u = ops.clip(dlt / sd, -s.clip, s.clip)
-        if 1.0 / (n_min + 1.0) <= self._a_std:    # every key past the plain-average phase
-            a = self._a_std
-            keep = 1.0 - a
-        elif aligned:
-            # the row's float32 value and 1 - a as the row's float32 arithmetic gives it (a
-            # scalar operand is ~2x cheaper than a broadcast row for NumPy)
-            a32 = np.float32(max(1.0 / (n_min + 1.0), self._a_std))
-            a, keep = float(a32), float(np.float32(1.0) - a32)
-        else:
-            # (a row by reshape: expand_dims costs ~15x more in NumPy)
-            a = ops.astype(ops.reshape(ops.maximum(1.0 / (n_seen + 1.0), self._a_std), (1, -1)),
-                           ops.float32)
-            keep = 1.0 - a
-        adlt = a * dlt
-        st["std_mean"] = mean + adlt
-        adlt *= dlt                         # var' = (1 - a)·(var + a·dlt·dlt)
-        adlt += var
-        adlt *= keep
-        st["std_var"] = adlt
-        # 2. prediction error of the motor layer (it predicted u from the state before)
+        d, c = self.d, f.shape[1]
+        starts = np.asarray(starts, np.int64)
+        # 1. standardisation (per-key running mean/variance: plain averages while young, then
+        # exponential forgetting) and elapsed time in the key's typical intervals
+        u, ts, n_before = np.empty((d, c), np.float32), np.empty(c, np.float32), np.empty(c)
+        dev = np.empty((d, c) if reasons else (0, 0), np.float32)
+        kernels("ember_models.pipeline.standardise_kernel").standardise_rounds(
+            f, starts, np.asarray(t, np.float64), st["std_mean"], st["std_var"], st["n_seen"],
+            st["last_t"], st["dt_mean"], self._a_std, s.clip, u, ts, n_before, dev)
+        # 2. the reservoir, round by round: its outputs before each event (what the motor
+        # layer predicted the event from) and, for the label head, after it
+        ub, tsb = ops.from_numpy(u), ops.from_numpy(ts.reshape(1, -1))
         X = st["liquid"]
-        outs = res.outputs(X)
-        if learn:       # (a view of X when the outputs' rows are adjacent: X moves on below)
-            outs = ops.copy(outs)
-        err = u - res.motor(outs)
+        n_keys = ops.shape(X)[1]
+        after_needed = learn or self.label_w is not None
+        outs = ops.zeros((self.n_out, c), ops.float32)
+        after = ops.zeros((self.n_out, c), ops.float32) if after_needed else None
+        views = ops.backend_name in ("numpy", "torch")     # a column prefix writes through
+        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
+            m = b - a
+            Xm = X if m == n_keys else X[:, :m]
+            outs[:, a:b] = res.outputs(Xm)
+            res.step(Xm, ub[:, a:b], tsb[:, a:b])          # in place
+            if after_needed:
+                after[:, a:b] = res.outputs(Xm)
+            if m < n_keys and not views:
+                X[:, :m] = Xm
+        # 3. the learnt raw scores, each one product over the run: the motor layer's
+        # prediction error (mean e² over the features), the RBM's free energy of u, the label
+        # head on the reservoir after the event and its u
+        err = ub - res.motor(outs)
         pred_raw = ops.dot(self._mean_w, err * err)
-        # 3. the reservoir moves on, driven by elapsed time in the key's typical intervals
-        dt = ops.maximum(t - st["last_t"], 0.0)
-        dt_mean = st["dt_mean"]
-        if n_min >= 100.0:          # 1 / n_seen <= 0.01 for every key: the floor everywhere
-            a_dt = 0.01
-        elif settled:               # n_seen >= 2 everywhere
-            a_dt = max(1.0 / n_min, 0.01) if aligned else ops.maximum(1.0 / n_seen, 0.01)
-        else:
-            a_dt = ops.maximum(1.0 / ops.maximum(n_seen, 1.0), 0.01)
-        if settled:
-            dt_mean = dt_mean + a_dt * (dt - dt_mean)
-        else:
-            dt = ops.where(seen_any, dt, ops.zeros_like(t))
-            dt_mean = ops.where(n_seen > 1.5, dt_mean + a_dt * (dt - dt_mean),
-                                ops.where(seen_any, dt, dt_mean))
-        if ops.shape(dt_mean)[0] and ops.item(ops.min(dt_mean)) >= 1e-12:
-            ts = dt / dt_mean           # every key has a typical interval: the select below
-        else:                           # would take this everywhere
-            ts = ops.where(dt_mean > 0, dt / ops.maximum(dt_mean, 1e-12), ops.ones_like(dt))
-        ts = ops.minimum(ts, 100.0)     # >= 0 already (dt >= 0, dt_mean >= 0); clip costs 3x
-        res.step(X, u, ops.astype(ops.reshape(ts, (1, -1)), ops.float32))     # in place
-        st["dt_mean"], st["last_t"] = dt_mean, t
-        # 4. RBM free energy, label head; the values, both directions: the raw scores are
-        # written straight into one float64 NumPy array (the tail evidence is NumPy
-        # bookkeeping), columns [values, -values, prediction error, free energy, label head]
-        fe = self.rbm.free_energy_columns(u)
-        # the label head judges the event itself: the reservoir after it, and its features
-        after = (ops.concatenate([res.outputs(X), u], axis=0)
-                 if (learn or self.label_w is not None) else None)
+        fe = self.rbm.free_energy_columns(ub)
+        if after_needed:
+            after = ops.concatenate([after, ub], axis=0)
+        # the raw scores as one float64 NumPy array (the tails are NumPy bookkeeping), columns
+        # [values, -values, prediction error, free energy, label head]
         v = self.n_values
-        raw = np.empty((ops.shape(fe)[0], 2 * v + len(MODEL_STREAMS)))
-        x_np = ops.to_numpy(x)
-        raw[:, :v] = x_np
-        # (x is the transposed view of the round's (V, n) values: negated as (V, n) into the
-        # transposed view of raw's columns, NumPy's loop runs along n, ~3x faster)
-        np.negative(x_np.T, out=raw[:, v:2 * v].T)
+        raw = np.empty((c, 2 * v + len(MODEL_STREAMS)))
+        # (x [V, c] as the rounds hold it: negated into the transposed view of raw's
+        # columns, NumPy's loop runs along c, ~3x faster)
+        raw[:, :v] = x.T
+        np.negative(x, out=raw[:, v:2 * v].T)
         raw[:, 2 * v] = ops.to_numpy(pred_raw)
         raw[:, 2 * v + 1] = ops.to_numpy(fe)
         raw[:, 2 * v + 2] = (ops.to_numpy(ops.dot(self.label_w[:-1], after) + self.label_w[-1])
                              if self.label_w is not None else np.nan)
-        if not settled:     # a key's first event has no prediction: no model scores
-            raw[ops.to_numpy(n_seen) < 1.5, 2 * v:] = np.nan
-        # 5. tail evidence (NumPy bookkeeping, in place on the tail_* rows) → score
-        evidence, best = self.tail.step(st, raw, self.weights if self._weighted else None)
-        best = ops.from_numpy(best)
+        # no model scores for a key's first two events (the first has no prediction; the
+        # second is standardised against one value, variance 0: its u is clipped noise)
+        raw[n_before < 1.5, 2 * v:] = np.nan
+        # 4. tail evidence → score in [0, 1); alerts
+        evidence, best = self.tail.step(st, raw, self.weights if self._weighted else None,
+                                        starts)
         score = best / (best + s.half_evidence)
-        if n_min < s.warmup_events:
-            score = (ops.zeros_like(score) if aligned
-                     else ops.where(n_seen >= s.warmup_events, score, ops.zeros_like(score)))
+        score[n_before < s.warmup_events] = 0.0
         if s.refractory_events:
-            alert = (score >= s.alert_threshold) & (st["quiet"] < 0.5)
+            alert = np.empty(c, bool)
+            kernels("ember_models.pipeline.alert_kernel").refractory_alerts(
+                score, starts, st["quiet"], s.alert_threshold, float(s.refractory_events), alert)
         else:                                     # no refractory period: quiet stays 0
             alert = score >= s.alert_threshold
-        any_alert = bool(ops.item(ops.max(alert)))
-        if s.refractory_events:
-            quiet = ops.maximum(st["quiet"] - 1.0, 0.0)
-            st["quiet"] = (ops.where(alert, ops.full(ops.shape(score),
-                                                     float(s.refractory_events), ops.float64),
-                                     quiet) if any_alert else quiet)
-        # for alert reasons (alerting events only): unclipped, and a change of 10 % of the
-        # usual level counts as 1
-        dev = (ops.transpose(dlt / ops.maximum(sd, 0.1 * abs_mean))
-               if reasons and any_alert else None)
-        st["n_seen"] = n_seen + 1.0
-        rows = ((ops.transpose(outs), ops.transpose(u), seen_any, ops.transpose(after))
-                if learn else None)
-        return score, alert, dev, evidence, rows
+        rows = None
+        if learn:
+            rows = (ops.to_numpy(ops.transpose(outs)), u.T, n_before > 0.5,
+                    ops.to_numpy(ops.transpose(after)))
+        return score, alert, (dev if reasons else None), evidence, rows
 
     def get_config(self) -> dict:
         return {"features": self.engine.names, "streams": self.stream_names,
                 "liquid": self.liquid.get_config(), "rbm": self.rbm.get_config()}
-
-
-def _keys_last(rows):
-    """[n, c] → a [c, n] array laid out keys-last (a copy of the transposed view would keep
-    the rows' memory order, and every op of a step over it would read across)."""
-    n, c = ops.shape(rows)
-    out = ops.zeros((c, n), ops.float32)
-    out[:] = ops.transpose(rows)
-    return out
 
 
 def build_reservoir(d: int, s: PipelineSettings) -> MultiStrideLiquid:

@@ -35,6 +35,9 @@ from .learning import Learner
 from .settings import PipelineSettings
 
 PIPELINE_CLASS = "Pipeline"
+# events per detector call (DetectorCore.run_rounds): its arrays for one event are ~1.3 KB at
+# 65 features, so a chunk stays within ~20 MB whatever the table's size
+CHUNK_ROWS = 16384
 
 
 @dataclass
@@ -202,40 +205,51 @@ class Pipeline:
         code = np.take(layout.rank, cols.key_index)        # input row → grid key
         fstate, rows, restarted = self._gather_states(grid.keys, states)
         n_keys, n = len(grid.keys), table.num_rows
-        # the tail statistics stay NumPy (updated in place); the rest lives on the backend,
-        # keys-last where the detector computes that way (DetectorCore.batch_state)
+        # the reservoir's working array lives on the backend, the per-key bookkeeping in NumPy
+        # (DetectorCore.batch_state)
         st = core.batch_state(rows)
-        # Everything per step is in round order (step t's events are the rows r0:r0 + m of
-        # layout.order, grid keys in order): each step reads and writes slices, not gathers.
+        # Everything is in round order (round r's events are the rows starts[r]:starts[r + 1]
+        # of layout.order, grid keys in order): the detector reads and writes slices, not
+        # gathers.
         order = layout.order
         score_r, alert_r = np.zeros(n), np.zeros(n, bool)
         found: dict[int, tuple] = {}
         collected = []
-        # the features of each round come straight from the engine, one round at a time (all
-        # keys in one block: the detector also advances every key per round); the detector
-        # reads the engine's round-ordered times and values too (values cleaned as the
-        # features see them: ±inf is missing)
+        # The engine computes the features one round at a time (all keys in one block); the
+        # detector takes them a chunk of rounds at a time (DetectorCore.run_rounds: only its
+        # reservoir goes round by round), with the engine's round-ordered times and values
+        # (values cleaned as the features see them: ±inf is missing). A chunk is at most
+        # CHUNK_ROWS events, or one round: a backfill never holds a whole table's features.
         rounds = (core.engine.rounds(fstate, code, cols.times, cols.values, cols.categories,
                                      keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys,
                                      keys_last=True)
                   if n_keys else ())
-        for r0, m, feats in rounds:
-            r1 = r0 + m
-            view = st if m == n_keys else core.prefix(st, m)
-            s, a, dev, evid, learned = core.step(
-                view, ops.from_numpy(rounds.t_r[r0:r1]), ops.from_numpy(rounds.x_r[:, r0:r1].T),
-                ops.from_numpy(feats), learn=learn, reasons=details)
-            if m < n_keys:      # the keys still running are a prefix: write their state back
-                core.put_prefix(st, view, m)
-            score_r[r0:r1] = ops.to_numpy(s)
-            a_np = ops.to_numpy(a)
-            alert_r[r0:r1] = a_np
+        # (one column more than a chunk can hold: the chunk's features are then always a
+        # strided view, and numba compiles the detector's loops for one layout, not two)
+        feats = np.empty((core.d, max(min(CHUNK_ROWS, n), n_keys) + 1), np.float32)
+        c0, bounds = 0, [0]
+
+        def run_chunk(c1: int) -> None:
+            f = feats[:, :c1 - c0]
+            s, a, dev, evid, learned = core.run_rounds(
+                st, np.asarray(bounds, np.int64), rounds.t_r[c0:c1], rounds.x_r[:, c0:c1], f,
+                learn=learn, reasons=details)
+            score_r[c0:c1], alert_r[c0:c1] = s, a
             if learned is not None:
-                collected.append((order[r0:r1], learned))
-            if details and a_np.any():
-                d_np, e_np = ops.to_numpy(dev), ops.to_numpy(evid)
-                for i in np.flatnonzero(a_np):
-                    found[int(order[r0 + i])] = (d_np[i], e_np[i], feats[:, i].copy())
+                collected.append((order[c0:c1], learned))
+            if details:
+                for i in np.flatnonzero(a).tolist():
+                    found[int(order[c0 + i])] = (dev[:, i].copy(), evid[i].copy(),
+                                                 f[:, i].copy())
+
+        for r0, m, f_round in rounds:
+            if r0 + m - c0 >= feats.shape[1]:      # the chunk is full: run it
+                run_chunk(r0)
+                c0, bounds = r0, [0]
+            feats[:, r0 - c0:r0 - c0 + m] = f_round
+            bounds.append(r0 - c0 + m)
+        if n_keys:
+            run_chunk(n)
         score, alert = np.empty(n), np.empty(n, bool)
         score[order], alert[order] = score_r, alert_r
         fstate = rounds.state() if n_keys else None

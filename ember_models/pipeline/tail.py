@@ -13,10 +13,10 @@ kept tail it goes, in decades. n is capped at ``memory`` events, so a stream tha
 for months does not become impossible to surprise, nor much easier to.
 
 Like the features, this is per-key bookkeeping rather than model math: it runs on NumPy
-arrays, in place on the key rows it is given (views of the batch's state), on every backend,
-as one compiled loop over the (key, score) pairs (tail_kernel.py, numba). Only the pairs whose
-value enters the kept tail — K/n of them once a key is warm — touch the K kept values, so a
-step costs O(keys × scores), not O(keys × scores × K).
+arrays, in place on the key rows it is given (the batch's state), on every backend, as one
+compiled loop over the (key, score) pairs of a run of rounds (tail_kernel.py, numba). Only
+the pairs whose value enters the kept tail — K/n of them once a key is warm — touch the K kept
+values, so a step costs O(keys × scores), not O(keys × scores × K).
 """
 from __future__ import annotations
 
@@ -46,21 +46,25 @@ class TailEvidence:
         return {"tail_top": ((s, self.k), EMPTY), "tail_n": ((s,), 0.0),
                 "tail_min": ((s,), EMPTY), "tail_slot": ((s,), 0.0), "tail_sum": ((s,), 0.0)}
 
-    def step(self, state: dict, raw: np.ndarray, weights: np.ndarray | None = None):
-        """raw [n, S] float64 (NaN = no observation). Returns (evidence [n, S] (>= 0) of each
-        raw value against the tail before it, each row's largest evidence [n]), evidence
-        times ``weights`` [S] when given; then adds the values to the tails, in place.
-        (The per-pair loop is compiled: tail_kernel.py.)"""
+    def step(self, state: dict, raw: np.ndarray, weights: np.ndarray | None = None,
+             starts: np.ndarray | None = None):
+        """raw [c, S] float64 (NaN = no observation): one round of c keys, or with ``starts``
+        the rounds ``starts[r]:starts[r + 1]`` in order, the i-th row of a round key i's.
+        Returns (evidence [c, S] (>= 0) of each raw value against the tail before it, each
+        row's largest evidence [c]), evidence times ``weights`` [S] when given; the values go
+        into the tails, in place. (The per-pair loop is compiled: tail_kernel.py.)"""
         raw = np.ascontiguousarray(raw, dtype=np.float64)
-        n, s = raw.shape
-        # evidence is filled score-major, [S, n], and returned as its [n, S] view (the
+        c, s = raw.shape
+        if starts is None:
+            starts = np.array([0, c], np.int64)
+        # evidence is filled score-major, [S, c], and returned as its [c, S] view (the
         # caller's row maxima come with it, ``best``)
-        evidence_t = np.empty((s, n))
-        best = np.empty(n)
-        kernels("ember_models.pipeline.tail_kernel").tail_round(
-            raw, state["tail_top"], state["tail_n"], state["tail_min"], state["tail_slot"],
-            state["tail_sum"], float(self.k), self.memory, self._log_k, EMPTY,
-            _NO_WEIGHTS if weights is None else np.asarray(weights, np.float64),
+        evidence_t = np.empty((s, c))
+        best = np.empty(c)
+        kernels("ember_models.pipeline.tail_kernel").tail_rounds(
+            raw, starts, state["tail_top"], state["tail_n"], state["tail_min"],
+            state["tail_slot"], state["tail_sum"], float(self.k), self.memory, self._log_k,
+            EMPTY, _NO_WEIGHTS if weights is None else np.asarray(weights, np.float64),
             evidence_t, best)
         return evidence_t.T, best
 
