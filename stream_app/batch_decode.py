@@ -169,8 +169,6 @@ def _json_chunk(messages: Sequence[Any], schema: EventSchema) -> _Chunk | None:
     """Each message decoded into typed records (json_events: the types are checked as it
     decodes), then the columns."""
     dec = json_events.decoder_for(schema)
-    if dec is None:
-        return None
     records: list = []
     parts: list[int] = []
     offs: list[int] = []

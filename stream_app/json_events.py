@@ -63,17 +63,15 @@ class EventDecoder:
         return list(map(self._get[field], records))
 
 
-_decoders: dict[tuple, EventDecoder | None] = {}
+_decoders: dict[tuple, EventDecoder] = {}
 
 
-def decoder_for(schema: EventSchema) -> EventDecoder | None:
-    """The schema's decoder, built once (a dict lookup per batch after that); None for a
-    schema that names one field twice (its batches take the per-event path)."""
+def decoder_for(schema: EventSchema) -> EventDecoder:
+    """The schema's decoder, built once (a dict lookup per batch after that). (An EventSchema
+    names each field once: event_fields.py refuses a repeated one.)"""
     key = (schema.key_field, schema.time_field, tuple(schema.value_fields),
            tuple(schema.categorical_fields), schema.missing_values)
-    if key not in _decoders:
-        try:
-            _decoders[key] = EventDecoder(schema)
-        except (TypeError, ValueError):
-            _decoders[key] = None
-    return _decoders[key]
+    found = _decoders.get(key)
+    if found is None:
+        found = _decoders[key] = EventDecoder(schema)
+    return found
