@@ -117,8 +117,9 @@ class DetectorCore:
         ``starts[r]:starts[r + 1]``, the i-th of them an event of key i (a round's keys are
         the first of the batch's: KeyGrid). st: the batch's state (``batch_state``), updated
         in place; starts [R + 1] int64; t [c] epoch seconds; x [V, c] values (NaN = missing);
-        f [d, c] float32 features (keys-last, as ``FeatureEngine.rounds(keys_last=True)``
-        gives a round).
+        f [d, >= c] float32 features, C-contiguous (keys-last, as
+        ``FeatureEngine.rounds(keys_last=True)`` gives a round), the run's c = starts[-1]
+        columns first (a buffer the caller reuses: one array layout for the compiled loops).
         Returns (score [c], alert [c] bool, deviations [d, c] (each feature against the key's
         usual level, in its standard deviations; None without ``reasons``), evidence [c, S],
         learn_rows), NumPy, where learn_rows = (reservoir outputs before the event
@@ -133,8 +134,8 @@ class DetectorCore:
         free energy, the label head."""
         s = self.settings
         res = self.reservoir()
-        d, c = self.d, f.shape[1]
         starts = np.asarray(starts, np.int64)
+        d, c = self.d, int(starts[-1])
         # 1. standardisation (per-key running mean/variance: plain averages while young, then
         # exponential forgetting) and elapsed time in the key's typical intervals
         u, ts, n_before = np.empty((d, c), np.float32), np.empty(c, np.float32), np.empty(c)

@@ -35,9 +35,11 @@ from .learning import Learner
 from .settings import PipelineSettings
 
 PIPELINE_CLASS = "Pipeline"
-# events per detector call (DetectorCore.run_rounds): its arrays for one event are ~1.3 KB at
-# 65 features, so a chunk stays within ~20 MB whatever the table's size
-CHUNK_ROWS = 16384
+# events per detector call (DetectorCore.run_rounds; a round with more keys goes alone): its
+# arrays of a chunk ([65 features, 2,048 events] float32 is 0.5 MB) stay in cache between the
+# loops over them. Scoring 500-key rounds (a backfill shard), 16,384 was 25-35 % slower than
+# the per-round detector before it, 512-4,096 faster (docs/performance.md, session 12).
+CHUNK_ROWS = 2048
 
 
 @dataclass
@@ -224,26 +226,25 @@ class Pipeline:
                                      keys=grid.keys, layout=layout.by_rank(), block_keys=n_keys,
                                      keys_last=True)
                   if n_keys else ())
-        # (one column more than a chunk can hold: the chunk's features are then always a
-        # strided view, and numba compiles the detector's loops for one layout, not two)
-        feats = np.empty((core.d, max(min(CHUNK_ROWS, n), n_keys) + 1), np.float32)
+        feats = np.empty((core.d, max(min(CHUNK_ROWS, n), n_keys)), np.float32)
         c0, bounds = 0, [0]
 
         def run_chunk(c1: int) -> None:
-            f = feats[:, :c1 - c0]
+            # (the whole buffer goes in, the chunk its first columns: one array layout, so
+            # numba compiles the detector's loops once)
             s, a, dev, evid, learned = core.run_rounds(
-                st, np.asarray(bounds, np.int64), rounds.t_r[c0:c1], rounds.x_r[:, c0:c1], f,
-                learn=learn, reasons=details)
+                st, np.asarray(bounds, np.int64), rounds.t_r[c0:c1], rounds.x_r[:, c0:c1],
+                feats, learn=learn, reasons=details)
             score_r[c0:c1], alert_r[c0:c1] = s, a
             if learned is not None:
                 collected.append((order[c0:c1], learned))
             if details:
                 for i in np.flatnonzero(a).tolist():
                     found[int(order[c0 + i])] = (dev[:, i].copy(), evid[i].copy(),
-                                                 f[:, i].copy())
+                                                 feats[:, i].copy())
 
         for r0, m, f_round in rounds:
-            if r0 + m - c0 >= feats.shape[1]:      # the chunk is full: run it
+            if r0 + m - c0 > feats.shape[1]:       # the chunk is full: run it
                 run_chunk(r0)
                 c0, bounds = r0, [0]
             feats[:, r0 - c0:r0 - c0 + m] = f_round

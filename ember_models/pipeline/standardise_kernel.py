@@ -18,17 +18,21 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def standardise_rounds(f, starts, t, mean, var, n_seen, last_t, dt_mean, a_std, clip,
                        u, ts, n_before, dev):
-    """f [d, c] float32 features; starts [R + 1] int64; t [c] float64 epoch seconds; the keys'
-    state, updated in place: mean, var [d, keys] float32, n_seen, last_t, dt_mean [keys]
-    float64. Fills u [d, c] (standardised, clipped to ±clip), ts [c] float32 (elapsed time in
-    the key's typical intervals, at most 100), n_before [c] (the key's events before this one)
-    and, when it has c columns, dev [d, c] (each feature's deviation in the key's standard
-    deviations, unclipped, a tenth of the usual level at least: the alert's reasons)."""
+    """f [d, >= c] float32 features (C-contiguous; the run's c = starts[-1] columns first);
+    starts [R + 1] int64; t [c] float64 epoch seconds; the keys' state, updated in place:
+    mean, var [d, keys] float32, n_seen, last_t, dt_mean [keys] float64. Fills u [d, c]
+    (standardised, clipped to ±clip), ts [c] float32 (elapsed time in the key's typical
+    intervals, at most 100), n_before [c] (the key's events before this one) and, unless it
+    has no rows, dev [d, c] (each feature's deviation in the key's standard deviations,
+    unclipped, a tenth of the usual level at least: the alert's reasons).
+    (``error_model="numpy"``: a division by zero gives inf/NaN as in NumPy instead of a check
+    per division, which kept the compiler from vectorising the loops; none occurs here, the
+    standard deviation is at least 1e-6.)"""
     d, keys = f.shape[0], mean.shape[1]
-    reasons = dev.shape[1] == f.shape[1]
+    reasons = dev.shape[0] > 0
     c1 = np.float32(1e-6)
     tenth = np.float32(0.1)
     one = np.float32(1.0)
@@ -61,24 +65,27 @@ def standardise_rounds(f, starts, t, mean, var, n_seen, last_t, dt_mean, a_std, 
             dt_mean[i] = dm
             last_t[i] = t[p]
             n_seen[i] = n + 1.0
-        # feature by feature, the keys inner: contiguous runs of every array
+        # feature by feature, the keys inner, over row slices: unit-stride runs indexed from
+        # 0 (no negative-index checks), which the compiler can vectorise
         for j in range(d):
+            fr, ur = f[j, s0:s0 + m], u[j, s0:s0 + m]
+            mr, vr = mean[j, :m], var[j, :m]
+            dr = dev[j, s0:s0 + m] if reasons else ur
             for i in range(m):
-                p = s0 + i
-                x = f[j, p]
-                mu = x if first[i] else mean[j, i]     # a key's first event is its mean
+                x = fr[i]
+                mu = x if first[i] else mr[i]          # a key's first event is its mean
                 dl = x - mu
                 am = abs(mu)
                 sd = c1 * am
                 sd += c1
-                sd += np.sqrt(var[j, i])
+                sd += np.sqrt(vr[i])
                 z = dl / sd
-                u[j, p] = hi if z > hi else (lo if z < lo else z)
+                ur[i] = hi if z > hi else (lo if z < lo else z)
                 if reasons:
-                    dev[j, p] = dl / max(sd, tenth * am)
+                    dr[i] = dl / max(sd, tenth * am)
                 ad = rate[i] * dl
-                mean[j, i] = mu + ad
+                mr[i] = mu + ad
                 ad *= dl                               # var' = (1 - a)·(var + a·dl·dl)
-                ad += var[j, i]
+                ad += vr[i]
                 ad *= keep[i]
-                var[j, i] = ad
+                vr[i] = ad
