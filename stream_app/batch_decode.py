@@ -29,9 +29,7 @@ import pyarrow.compute as pc
 
 from . import arrow_messages, json_events
 from .schemas import _TIME_SCALE, EventSchema
-
 from .stored_state import StoredState, StoredStateError
-
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import model_file, ops
+from .. import model_file
 from ..config import EmberConfig, parse_config
 from .core import DetectorCore
 from ..features.layout import RoundLayout

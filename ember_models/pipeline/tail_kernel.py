@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 _LN10 = math.log(10.0)
