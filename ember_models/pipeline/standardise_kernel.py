@@ -10,7 +10,9 @@ Round r of the chunk is the columns ``starts[r]:starts[r + 1]`` of the features,
 first ``starts[r + 1] - starts[r]`` columns of the per-key state (the keys still running are a
 prefix: pipeline.events.KeyGrid). The arithmetic is float32 for the standardisation (like the
 features) and float64 for the time bookkeeping, element by element in the order the NumPy
-version of session 11 used, so the results are those of the NumPy arrays ops.
+version before it used (ember_models/pipeline/core.py until session 11), with one difference:
+the forgetting factor 1 − a is float32 arithmetic for every key, where that version rounded
+it from float64 once all keys were past the plain-average phase (at most an ulp apart).
 """
 from __future__ import annotations
 
