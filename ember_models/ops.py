@@ -31,6 +31,7 @@ OP_NAMES = (
     # random / autodiff
     "generator", "stop_gradient", "value_and_grad",
 )
+_FLAGS = ("backend_name", "has_autodiff", "slices_are_views")
 DTYPES = ("float32", "float64", "float16", "int32", "int64", "bool_")
 
 
@@ -42,11 +43,12 @@ def _bind(backend) -> None:
         g[name] = getattr(backend, name)
     g["backend_name"] = backend.name
     g["has_autodiff"] = backend.has_autodiff
+    g["slices_are_views"] = backend.slices_are_views
 
 
 def __getattr__(name):
     # First use before any set_backend(): choose the backend (EMBER_BACKEND or automatic), bind.
-    if name in OP_NAMES or name in DTYPES or name in ("backend_name", "has_autodiff"):
+    if name in OP_NAMES or name in DTYPES or name in _FLAGS:
         from .backend import get_backend
         get_backend()
         return globals()[name]

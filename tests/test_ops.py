@@ -520,3 +520,14 @@ def test_every_op_has_a_test():
                                                "power"}       # called through getattr(ops, name)
     untested = sorted(set(ops.OP_NAMES) - called)
     assert not untested, f"ops without a test in tests/test_ops.py: {untested}"
+
+
+def test_slices_are_views_says_whether_writes_through_a_slice_land(backend):
+    # (the detector's round loop steps a column prefix of the reservoir's array in place and
+    # writes it back only where a slice is a copy: core.DetectorCore.run_rounds)
+    a = ops.from_numpy(np.zeros((3, 4), np.float32))
+    prefix = a[:, :2]
+    prefix[0:1] = ops.from_numpy(np.ones((1, 2), np.float32))
+    landed = float(ops.to_numpy(a)[0, 0]) == 1.0
+    assert landed is ops.slices_are_views
+    assert ops.slices_are_views is (backend != "mlx")

@@ -24,6 +24,7 @@ except ImportError:  # NumPy 1.x (pyproject allows >= 1.26)
 class NumpyBackend:
     name = "numpy"
     has_autodiff = False
+    slices_are_views = True      # a basic slice shares memory: writes through it land
     float32, float64, float16 = np.float32, np.float64, np.float16
     int32, int64, bool_ = np.int32, np.int64, np.bool_
 

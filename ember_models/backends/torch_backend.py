@@ -25,6 +25,7 @@ def _axis(axis):
 class TorchBackend:
     name = "torch"
     has_autodiff = True
+    slices_are_views = True      # a basic slice shares storage: writes through it land
     float32, float64, float16 = torch.float32, torch.float64, torch.float16
     int32, int64, bool_ = torch.int32, torch.int64, torch.bool
 

@@ -55,7 +55,8 @@ class KeysLastReservoir:
     """Steps a ``MultiStrideLiquid`` keys-last. Build with ``for_network`` (cached per weight
     generation); per batch ``X = load(h)``, per step ``step(X, u, ts)``, ``store(X)`` at the
     end. ``X`` may be a column prefix ``X[:, :m]`` of the batch's array (the keys still
-    running); writes go through it (on backends without views write the prefix back)."""
+    running); writes go through it (where ``ops.slices_are_views`` is False, write the
+    prefix back)."""
 
     @classmethod
     def for_network(cls, net) -> "KeysLastReservoir":

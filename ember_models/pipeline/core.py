@@ -151,7 +151,6 @@ class DetectorCore:
         after_needed = learn or self.label_w is not None
         outs = ops.zeros((self.n_out, c), ops.float32)
         after = ops.zeros((self.n_out, c), ops.float32) if after_needed else None
-        views = ops.backend_name in ("numpy", "torch")     # a column prefix writes through
         for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
             m = b - a
             Xm = X if m == n_keys else X[:, :m]
@@ -159,7 +158,7 @@ class DetectorCore:
             res.step(Xm, ub[:, a:b], tsb[:, a:b])          # in place
             if after_needed:
                 after[:, a:b] = res.outputs(Xm)
-            if m < n_keys and not views:
+            if m < n_keys and not ops.slices_are_views:   # (the prefix was a copy)
                 X[:, :m] = Xm
         # 3. the learnt raw scores, each one product over the run: the motor layer's
         # prediction error (mean e² over the features), the RBM's free energy of u, the label
