@@ -35,10 +35,11 @@ from .learning import Learner
 from .settings import PipelineSettings
 
 PIPELINE_CLASS = "Pipeline"
-# events per detector call (DetectorCore.run_rounds; a round with more keys goes alone): its
-# arrays of a chunk ([65 features, 2,048 events] float32 is 0.5 MB) stay in cache between the
-# loops over them. Scoring 500-key rounds (a backfill shard), 16,384 was 25-35 % slower than
-# the per-round detector before it, 512-4,096 faster (docs/performance.md, session 12).
+# events per detector call (DetectorCore.run_rounds; a round with more keys goes alone), small
+# enough that a chunk's arrays ([65 features, 2,048 events] float32 is 0.5 MB) can stay in
+# cache between the loops over them. Scoring 500-key rounds (a backfill shard), chunks of
+# 16,384 were 25-35 % slower than the per-round detector before them, 512-4,096 level with it
+# within this VM's noise (docs/performance.md, session 12).
 CHUNK_ROWS = 2048
 
 
