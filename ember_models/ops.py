@@ -31,7 +31,7 @@ OP_NAMES = (
     # random / autodiff
     "generator", "stop_gradient", "value_and_grad",
 )
-_FLAGS = ("backend_name", "has_autodiff", "slices_are_views")
+_FLAGS = ("backend_name", "has_autodiff", "slices_are_views", "arrays_are_numpy")
 DTYPES = ("float32", "float64", "float16", "int32", "int64", "bool_")
 
 
@@ -44,6 +44,7 @@ def _bind(backend) -> None:
     g["backend_name"] = backend.name
     g["has_autodiff"] = backend.has_autodiff
     g["slices_are_views"] = backend.slices_are_views
+    g["arrays_are_numpy"] = backend.arrays_are_numpy
 
 
 def __getattr__(name):

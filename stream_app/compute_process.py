@@ -161,6 +161,7 @@ def _serve(conn: Any, threads: int, parent: int) -> None:  # pragma: no cover - 
     _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which closes us
     import numpy  # noqa: F401 - loaded first, so that the limit below reaches its BLAS
+    import scipy.linalg.cython_blas  # noqa: F401 - and scipy's, which numba's np.dot calls
     from threadpoolctl import threadpool_limits
 
     from stream_app import heap

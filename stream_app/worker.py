@@ -70,7 +70,10 @@ def limit_compute_threads(threads: int) -> None:
     """Cap the threads of NumPy's BLAS (and any OpenMP pool) in this process. Measured here
     (docs/performance.md, "Streaming"): with the default of one BLAS thread per core, a worker
     sharing 2 cores with the broker scored batch messages 4-5x slower than with one thread
-    (threads spinning for a core that Faust, the broker or another worker holds)."""
+    (threads spinning for a core that Faust, the broker or another worker holds). threadpoolctl
+    reaches only libraries already loaded: scipy's BLAS (which the reservoir's compiled loop
+    calls through numba, ember_models/liquid/keys_last_kernel.py) is loaded first."""
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)

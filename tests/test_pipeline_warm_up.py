@@ -49,7 +49,9 @@ def test_detector_loops_compile_once_for_every_batch_shape(monkeypatch):
     first = pipe.step(_events(n_keys=3, per_key=8), {})
     pipe.step(_events(n_keys=5, per_key=40), first.states, learn=True)
     pipe.score(_events(n_keys=1, per_key=4))
-    for module, name in [("standardise_kernel", "standardise_rounds"),
-                         ("tail_kernel", "tail_rounds"), ("alert_kernel", "refractory_alerts")]:
-        loop = getattr(kernels(f"ember_models.pipeline.{module}"), name)
+    for module, name in [("pipeline.standardise_kernel", "standardise_rounds"),
+                         ("pipeline.tail_kernel", "tail_rounds"),
+                         ("pipeline.alert_kernel", "refractory_alerts"),
+                         ("liquid.keys_last_kernel", "reservoir_rounds")]:
+        loop = getattr(kernels(f"ember_models.{module}"), name)
         assert len(loop.signatures) == 1, (name, loop.signatures)

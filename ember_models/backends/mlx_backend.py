@@ -22,6 +22,7 @@ class MlxBackend:
     name = "mlx"
     has_autodiff = True
     slices_are_views = False     # a slice is a new array: write it back
+    arrays_are_numpy = False
     float32, float64, float16 = mx.float32, mx.float64, mx.float16
     int32, int64, bool_ = mx.int32, mx.int64, mx.bool_
 

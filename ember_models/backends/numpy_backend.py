@@ -25,6 +25,7 @@ class NumpyBackend:
     name = "numpy"
     has_autodiff = False
     slices_are_views = True      # a basic slice shares memory: writes through it land
+    arrays_are_numpy = True      # the compiled (numba) loops take its arrays as they are
     float32, float64, float16 = np.float32, np.float64, np.float16
     int32, int64, bool_ = np.int32, np.int64, np.bool_
 

@@ -26,6 +26,7 @@ class TorchBackend:
     name = "torch"
     has_autodiff = True
     slices_are_views = True      # a basic slice shares storage: writes through it land
+    arrays_are_numpy = False
     float32, float64, float16 = torch.float32, torch.float64, torch.float16
     int32, int64, bool_ = torch.int32, torch.int64, torch.bool
 

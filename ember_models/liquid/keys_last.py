@@ -188,6 +188,62 @@ class KeysLastReservoir:
         X[e0:e0 + k] = elapsed
         return X
 
+    # ---- a chunk of rounds -----------------------------------------------------------------
+    def run_rounds(self, X, starts, u, ts, outs, after=None):
+        """Advance the keys of X by the rounds ``starts`` [R + 1] (round r: the columns
+        ``starts[r]:starts[r + 1]`` of u [f, c] and ts [1, c], the i-th of them an event of
+        X's i-th key, the round's keys a prefix of X's), in place; write the branches' outputs
+        before each event into outs [n_out, c] and, given ``after``, after it. On the NumPy
+        backend one compiled call (keys_last_kernel.py); elsewhere ``step`` per round."""
+        if ops.arrays_are_numpy:
+            from ..kernels import kernels
+            p = self._compiled()
+            n = X.shape[1]
+            kernels("ember_models.liquid.keys_last_kernel").reservoir_rounds(
+                X, starts, u, ts.reshape(-1), outs,
+                after if after is not None else np.empty((0, 0), np.float32),
+                self.input_size, p["branches"], p["strides"], p["layers"], p["w"], p["b"],
+                p["spans"], self.count0, self.by_steps, self.mean_pool,
+                np.empty(self.rows * n, np.float32), np.empty(n, np.int64),
+                np.empty(n, np.float32))
+            return
+        n_keys = ops.shape(X)[1]
+        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
+            m = b - a
+            Xm = X if m == n_keys else X[:, :m]
+            outs[:, a:b] = self.outputs(Xm)
+            self.step(Xm, u[:, a:b], ts[:, a:b])          # in place
+            if after is not None:
+                after[:, a:b] = self.outputs(Xm)
+            if m < n_keys and not ops.slices_are_views:   # (the prefix was a copy)
+                X[:, :m] = Xm
+
+    def _compiled(self) -> dict:
+        """The layers and branches as the compiled loop takes them: flat weights, index
+        tables (keys_last_kernel.reservoir_rounds' docstring)."""
+        if self.__dict__.get("_plan_arrays") is None:
+            ws, bs, layers, branches = [], [], [], []
+            w_off = b_off = 0
+            for br in self.branches:
+                first = len(layers)
+                for w, (_, _, bias), n, (a, e), (o0, _), default in br["layers"]:
+                    w = np.ascontiguousarray(ops.to_numpy(w), np.float32)
+                    layers.append((w_off, b_off, n, a, e, o0, int(default)))
+                    ws.append(w.ravel())
+                    bs.append(np.asarray(ops.to_numpy(bias), np.float32).ravel())
+                    w_off += w.size
+                    b_off += 4 * n
+                rows = (br["layers"][0][4][0], br["layers"][-1][4][1])
+                branches.append((int(br["every"]), br["in"][0], br["in"][1], first,
+                                 len(layers), rows[0], rows[1]))
+            self._plan_arrays = {
+                "w": np.concatenate(ws), "b": np.concatenate(bs),
+                "layers": np.asarray(layers, np.int64),
+                "branches": np.asarray(branches, np.int64),
+                "strides": np.asarray([br["stride"] for br in self.branches], np.float64),
+                "spans": np.asarray(self.out_spans, np.int64).reshape(-1, 2)}
+        return self._plan_arrays
+
     def _chain(self, X, layers, ts, n_cols: int):
         matmul, update, bias = ops.matmul, cfc_plan.keys_last_update, self._bias.get
         for w, (i, j, b), n, (a, e), (o0, o1), default in layers:

@@ -146,20 +146,10 @@ class DetectorCore:
         # 2. the reservoir, round by round: its outputs before each event (what the motor
         # layer predicted the event from) and, for the label head, after it
         ub, tsb = ops.from_numpy(u), ops.from_numpy(ts.reshape(1, -1))
-        X = st["liquid"]
-        n_keys = ops.shape(X)[1]
         after_needed = learn or self.label_w is not None
         outs = ops.zeros((self.n_out, c), ops.float32)
         after = ops.zeros((self.n_out, c), ops.float32) if after_needed else None
-        for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
-            m = b - a
-            Xm = X if m == n_keys else X[:, :m]
-            outs[:, a:b] = res.outputs(Xm)
-            res.step(Xm, ub[:, a:b], tsb[:, a:b])          # in place
-            if after_needed:
-                after[:, a:b] = res.outputs(Xm)
-            if m < n_keys and not ops.slices_are_views:   # (the prefix was a copy)
-                X[:, :m] = Xm
+        res.run_rounds(st["liquid"], starts, ub, tsb, outs, after)
         # 3. the learnt raw scores, each one product over the run: the motor layer's
         # prediction error (mean e² over the features), the RBM's free energy of u, the label
         # head on the reservoir after the event and its u
