@@ -524,10 +524,18 @@ def test_every_op_has_a_test():
 
 def test_slices_are_views_says_whether_writes_through_a_slice_land(backend):
     # (the detector's round loop steps a column prefix of the reservoir's array in place and
-    # writes it back only where a slice is a copy: core.DetectorCore.run_rounds)
+    # writes it back only where a slice is a copy: liquid.keys_last.KeysLastReservoir.run_rounds)
     a = ops.from_numpy(np.zeros((3, 4), np.float32))
     prefix = a[:, :2]
     prefix[0:1] = ops.from_numpy(np.ones((1, 2), np.float32))
     landed = float(ops.to_numpy(a)[0, 0]) == 1.0
     assert landed is ops.slices_are_views
     assert ops.slices_are_views is (backend != "mlx")
+
+
+def test_arrays_are_numpy_says_whether_compiled_loops_take_the_arrays(backend):
+    # (the reservoir's rounds run as one numba call where this holds:
+    # liquid.keys_last.KeysLastReservoir.run_rounds)
+    a = ops.zeros((2, 3), ops.float32)
+    assert ops.arrays_are_numpy is isinstance(a, np.ndarray)
+    assert ops.arrays_are_numpy is (backend == "numpy")

@@ -2,19 +2,22 @@
 (numba).
 
 The reservoir's round in NumPy (keys_last.py, ``step``) is ~60 array calls whose cost hardly
-depends on the number of keys: at a streaming round's ~100-140 keys the calls, not the
-arithmetic, were ~1.6 µs of the ~5 µs a streaming event cost (line profile, session 13). Here
-the whole chunk runs in one call: per round the branches' CfC layers (``W'·[input, own state]
-+ b`` as loops over the keys, which the compiler vectorises along the contiguous key axis),
-their gates, the strided branches' pooling and due bookkeeping, and the outputs before and
-after the round. A strided branch steps only its due keys (gathered into a scratch array when
-some are not due), where the NumPy version steps every key and selects.
+depends on the number of keys: ~140-150 µs a round at a streaming round's ~140 keys, the calls
+more than the arithmetic. Here the whole chunk of rounds is one call (~50 µs a round at 138
+keys, one BLAS thread; docs/performance.md, session 13). Per round and branch the keys due (all
+of them for a stride-1 branch) have their input and layer rows gathered into a contiguous
+scratch array, each layer's product ``W'·[input, own state]`` is one BLAS call (numba's
+``np.dot``: scipy's sgemm, ~5x faster than a loop that reloads and stores a row of the product
+per multiply-add), the gate is a loop the compiler vectorises along the keys, and the layers'
+rows are scattered back. A strided branch so steps only its due keys, where the NumPy version
+steps every key and selects.
 
 Same formulas as ``cfc_plan.keys_last_update`` and ``KeysLastReservoir.step``; the rounding
-differs: the products sum in another order than BLAS, and tanh is the rational approximation
-below (Eigen's, evaluated in float64: ≤ 3.5 float32 ulp from the true tanh, ≤ 2.4e-7 absolute,
-where NumPy's float32 tanh is ≤ 1.4 ulp; both within the float32 products' own rounding). A
-state stepped here and by ``step`` agree to ~1e-6 (tests/test_liquid_keys_last_kernel.py).
+differs: a strided branch's products run over the due keys only, and tanh is the rational
+approximation below (Eigen's, evaluated in float64: ≤ 3.5 float32 ulp from the true tanh, ≤
+2.4e-7 absolute, where NumPy's float32 tanh is ≤ 1.4 ulp; both within the float32 products'
+own rounding). States stepped here and by ``step`` agree to ~1e-6, the bookkeeping (counts,
+elapsed time, pooled sums) exactly (tests/test_liquid_keys_last_kernel.py).
 ``error_model="numpy"``: no zero-divisor checks, which would keep the loops scalar.
 """
 from __future__ import annotations

@@ -143,7 +143,8 @@ class DetectorCore:
         kernels("ember_models.pipeline.standardise_kernel").standardise_rounds(
             f, starts, np.asarray(t, np.float64), st["std_mean"], st["std_var"], st["n_seen"],
             st["last_t"], st["dt_mean"], self._a_std, s.clip, u, ts, n_before, dev)
-        # 2. the reservoir, round by round: its outputs before each event (what the motor
+        # 2. the reservoir, round by round (on the NumPy backend one compiled call for the
+        # chunk: liquid/keys_last_kernel.py): its outputs before each event (what the motor
         # layer predicted the event from) and, for the label head, after it
         ub, tsb = ops.from_numpy(u), ops.from_numpy(ts.reshape(1, -1))
         after_needed = learn or self.label_w is not None
