@@ -14,7 +14,9 @@ sample: setup
 test: setup
 	.venv/bin/python -m pytest -q --timeout=600
 
-# Re-pin after changing dependencies in pyproject.toml.
-lock:
-	UV_CACHE_DIR=.cache/uv uv pip compile pyproject.toml --all-extras --python-version 3.11 \
+# Re-pin after changing dependencies in pyproject.toml (uv from PATH, else the one
+# scripts/bootstrap installed).
+lock: setup
+	UV_CACHE_DIR=.cache/uv $$(command -v uv || echo .cache/bootstrap/bin/uv) pip compile \
+	  pyproject.toml --all-extras --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_35 -o requirements.lock
