@@ -15,6 +15,7 @@ import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,9 @@ from stream_app import model_runs
 from stream_app.episodes import Episode, alert_episodes, match_windows
 from stream_app.files import FORMATS, EventFileError
 from stream_app.report import read_scores, write_report
+
+if TYPE_CHECKING:  # (pyarrow is imported where a command needs it)
+    import pyarrow as pa
 
 _BIGQUERY_PREFIXES = ("bq://", "bigquery://", "bigquery:")
 

@@ -21,6 +21,7 @@ Same seed, same stream: every random draw comes from one ``numpy.random.Generato
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -192,10 +193,8 @@ def _one_key(rng, service, n, days, kinds, clean_fraction, start, first_window_i
 
 
 def write_sample(out_dir, seed: int = 7, n_keys: int = 8, events_per_key: int = 3_000,
-                 train_fraction: float = 0.5) -> dict[str, "Path"]:
+                 train_fraction: float = 0.5) -> dict[str, Path]:
     """Write the sample's files (see scripts/make_sample.py) under ``out_dir``; returns their paths."""
-    from pathlib import Path
-
     import pyarrow.compute as pc
 
     from stream_app.files import write_events

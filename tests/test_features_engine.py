@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ember_models.config import DataConfig, parse_config
+from ember_models.config import parse_config
 from ember_models.features import FeatureEngine, RoundLayout
 from features_strategies import DATA
 

@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from ember_models.config import parse_config
 from ember_models.features import FeatureEngine, stable_hash

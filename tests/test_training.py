@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ember_models import ops
 from ember_models.backend import installed_backends, using_backend
 from ember_models.batches import BatchSourceError
 from ember_models.liquid import CfC

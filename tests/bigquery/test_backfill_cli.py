@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 
 import click
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
