@@ -35,6 +35,10 @@ def test_tanh32_is_within_a_few_ulp_of_tanh():
     assert err.max() <= 2.5e-7
     assert (err / np.spacing(np.abs(ref).astype(np.float32))).max() <= 3.6
     assert np.all(np.abs(got) <= 1.0) and np.all(np.sign(got) == np.sign(x))
+    special = np.array([np.nan, np.inf, -np.inf], np.float32)
+    out = np.empty_like(special)
+    tanh_array(special, out)
+    np.testing.assert_array_equal(out, np.tanh(special))        # NaN, 1, -1 as NumPy's
     assert tanh_array.__module__ == "ember_models.liquid.keys_last_kernel"
 
 

@@ -43,7 +43,12 @@ def tanh32(x):
     x2 = c * c
     p = ((((((x2 * A13 + A11) * x2 + A9) * x2 + A7) * x2 + A5) * x2 + A3) * x2 + A1) * c
     q = ((x2 * B6 + B4) * x2 + B2) * x2 + B0
-    r = v if abs(v) < 0.0004 else p / q       # (tanh x = x to float32 precision there)
+    r = p / q
+    # ±1 beyond 9 (where float32 tanh is ±1: the clamped rational stops 4 ulp short); x itself
+    # below 4e-4 (tanh x = x to float32 precision) and for NaN (NaN stays NaN, as in NumPy)
+    r = 1.0 if v > 9.0 else r
+    r = -1.0 if v < -9.0 else r
+    r = v if (abs(v) < 0.0004 or v != v) else r
     return np.float32(r)
 
 
