@@ -8,9 +8,10 @@ import pytest
 
 from ember_models import ops
 from ember_models.liquid import MultiStrideLiquid
-from ember_models.liquid.cfc import CfCCell, WiredCfCCell
+from ember_models.liquid.cfc import WiredCfCCell
 from ember_models.liquid.keys_last import KeysLastReservoir
 from ember_models.wiring import AutoNCP
+from liquid_nets import KEYS_LAST_CASES, mixed_reservoir
 
 
 @pytest.fixture(autouse=True)
@@ -48,16 +49,9 @@ def _rounds(batch: int, steps: int, drop: int):
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
 
-@pytest.mark.parametrize("unit,pool,mode", [("steps", "mean", "default"),
-                                            ("seconds", "mean", "default"),
-                                            ("steps", "last", "no_gate")])
+@pytest.mark.parametrize("unit,pool,mode", KEYS_LAST_CASES)
 def test_compiled_rounds_step_like_the_numpy_rounds(unit, pool, mode):
-    cells = [WiredCfCCell(5, AutoNCP(10, 2, seed=1), mode=mode, seed=1),
-             CfCCell(5, 6, mode=mode, backbone_layers=0, seed=2),
-             WiredCfCCell(5, AutoNCP(9, 3, seed=3), mode=mode, seed=3),
-             CfCCell(5, 4, mode=mode, backbone_layers=0, seed=4)]
-    strides = [1, 3, 4, 1] if unit == "steps" else [0.5, 2.0, 3.0, 1.0]
-    ms = MultiStrideLiquid(cells, strides, unit, pool=pool).eval()
+    ms = mixed_reservoir(unit, pool, mode, every_step_branch=True)
     res = KeysLastReservoir.for_network(ms)
     rng = np.random.default_rng(3)
     batch, steps = 37, 14

@@ -10,6 +10,7 @@ from ember_models import backend as backend_mod
 from ember_models.backend import set_backend
 from ember_models.liquid import CfCCell, LiquidSequence, LTCCell, MultiStrideLiquid, WiredCfCCell
 from ember_models.wiring import AutoNCP
+from liquid_nets import KEYS_LAST_CASES, mixed_reservoir
 
 
 @pytest.fixture(autouse=True)
@@ -125,20 +126,14 @@ def test_next_state_in_place_equals_the_new_array_it_would_return(unit, pool):
             h = expect
 
 
-@pytest.mark.parametrize("unit,pool,mode", [("steps", "mean", "default"),
-                                            ("seconds", "mean", "default"),
-                                            ("steps", "last", "no_gate")])
+@pytest.mark.parametrize("unit,pool,mode", KEYS_LAST_CASES)
 def test_keys_last_reservoir_steps_like_next_state_bit_for_bit(unit, pool, mode):
     # the pipeline's batch loop steps the reservoir keys-last over a working array: the
     # states it stores must be next_state's exactly — keys at different phases (some due,
     # some not in one step), wired and plain branches, a column prefix (the keys still
     # running) stepped through a view
     from ember_models.liquid.keys_last import KeysLastReservoir, supports
-    cells = [WiredCfCCell(5, AutoNCP(10, 2, seed=1), mode=mode, seed=1),
-             CfCCell(5, 6, mode=mode, backbone_layers=0, seed=2),
-             WiredCfCCell(5, AutoNCP(9, 3, seed=3), mode=mode, seed=3)]
-    strides = [1, 3, 4] if unit == "steps" else [0.5, 2.0, 3.0]
-    ms = MultiStrideLiquid(cells, strides, unit, pool=pool).eval()
+    ms = mixed_reservoir(unit, pool, mode)
     assert supports(ms)
     res = KeysLastReservoir.for_network(ms)
     batch, steps = 40, 12
