@@ -197,7 +197,13 @@ def wait_for(predicate, timeout_s: float, what: str, every: float = 0.3, workers
         if value:
             return value
         time.sleep(every)
+    # What a stuck worker did before it stopped (its log's warnings and the lines that say
+    # where its states came from), then where each task waits: the dump alone fills the tail.
+    before = [(w.log_path.name, w.tail(6000), w.state_log()) for w in workers]
     for w in workers:
         w.dump_tasks()
-    logs = "\n".join(w.tail(12000) for w in workers)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}")
+    logs = "\n".join(f"--- {name}: state lines\n{states}\n--- {name}: log before the task "
+                     f"dump\n{tail}" for name, tail, states in before)
+    dumps = "\n".join(w.tail(12000) for w in workers)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{logs}\n"
+                         f"--- task dumps\n{dumps}")
