@@ -115,6 +115,7 @@ class KeysLastReservoir:
         # the layers' and the motor's biases as [r, n] arrays (column_bias.py: the same sums,
         # ~3x cheaper than adding a broadcast column in NumPy)
         self._bias = ColumnBias()
+        self._plan_arrays: dict | None = None     # run_rounds' compiled-loop tables, built once
 
     # ---- per batch ------------------------------------------------------------------------
     def load(self, h):
@@ -221,7 +222,7 @@ class KeysLastReservoir:
     def _compiled(self) -> dict:
         """The layers and branches as the compiled loop takes them: flat weights, index
         tables (keys_last_kernel.reservoir_rounds' docstring)."""
-        if self.__dict__.get("_plan_arrays") is None:
+        if self._plan_arrays is None:
             ws, bs, layers, branches = [], [], [], []
             w_off = b_off = 0
             for br in self.branches:
