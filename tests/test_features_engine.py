@@ -109,6 +109,24 @@ def test_state_blobs_gather_scatter_and_refuse_garbage(engine):
         engine.states_from_bytes(["nope"])
 
 
+def test_blob_matrix_round_trip_with_every_key_or_some(engine):
+    """states_to_blob_matrix / states_from_blob_matrix (the pipeline's path): every key present
+    (read straight out of the blobs) and some (the rest fresh) give the arrays, layouts and
+    dtypes that the per-blob path gives, as writable C-contiguous arrays."""
+    frame = engine.transform(table())
+    mat = engine.states_to_blob_matrix(frame.state)
+    assert mat.shape == (3, engine.blob_size)
+    assert [bytes(r) for r in mat] == engine.states_to_bytes(frame.state)
+    every = engine.states_from_blob_matrix(3, np.arange(3), mat)
+    some = engine.states_from_blob_matrix(4, np.array([3, 1]), mat[[0, 2]])
+    expected_some = engine.states_from_bytes([None, bytes(mat[2]), None, bytes(mat[0])])
+    for k, v in frame.state.items():
+        for got, want in ((every[k], v), (some[k], expected_some[k])):
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            assert got.flags.c_contiguous and got.flags.writeable
+
+
 def test_transform_with_state_mapping_continues_each_key(engine):
     t = table(n=24)
     whole = engine.transform(t).values

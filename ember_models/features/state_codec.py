@@ -30,6 +30,14 @@ class StateCodec:
         self.spec = {name: tuple(entry[:3]) for name, entry in spec.items()}
         self.key_axis = {name: 0 if entry[3:] == ("key_first",) else -1
                          for name, entry in spec.items()}
+        # a key-last array as the record's key-first field and back: fixed axis permutations
+        # (np.moveaxis recomputes them per call: ~10 µs each, over ~60 arrays per batch)
+        self._to_record = {name: None if self.key_axis[name] == 0
+                           else (len(shape),) + tuple(range(len(shape)))
+                           for name, (shape, _, _) in self.spec.items()}
+        self._from_record = {name: None if self.key_axis[name] == 0
+                             else tuple(range(1, len(shape) + 1)) + (0,)
+                             for name, (shape, _, _) in self.spec.items()}
         self.record = np.dtype([(name, np.dtype(dt).newbyteorder("<"), shape)
                                 for name, (shape, dt, _) in self.spec.items()])
         digest = hashlib.blake2b((config_text + "|" + str(self.record.descr)).encode(),
@@ -71,10 +79,15 @@ class StateCodec:
     def _records(self, state: dict[str, np.ndarray], rows) -> np.ndarray:
         n = len(rows) if rows is not None else self.n_keys(state)
         rec = np.empty(n, dtype=self.record)
-        for name in self.spec:
+        for name, perm in self._to_record.items():
             arr = state[name] if rows is None else np.take(state[name], rows, self.key_axis[name])
-            rec[name] = arr if self.key_axis[name] == 0 else np.moveaxis(arr, -1, 0)
+            rec[name] = arr if perm is None else arr.transpose(perm)
         return rec
+
+    def _fields(self, rec: np.ndarray) -> dict[str, np.ndarray]:
+        """Each state array of the records ``rec``, as views (keys on the array's key axis)."""
+        return {name: rec[name] if perm is None else rec[name].transpose(perm)
+                for name, perm in self._from_record.items()}
 
     def encode(self, state: dict[str, np.ndarray], index: int) -> bytes:
         return self.header + self._records(state, [index]).tobytes()
@@ -99,16 +112,21 @@ class StateCodec:
         [len(rows), blob_size], each a whole blob with its header): decode_many for blobs
         already gathered into one array. Headers are checked in bulk; a bad one is reported
         by the per-blob check."""
-        state = self.init(n_keys)
         if not len(rows):
-            return state
+            return self.init(n_keys)
         head = np.frombuffer(self.header, np.uint8)
         bad = np.flatnonzero((blobs[:, :_HEADER.size] != head).any(axis=1))
         if bad.size:
             self._check(blobs[bad[0]].tobytes(), int(rows[bad[0]]))
         rec = np.ascontiguousarray(blobs[:, _HEADER.size:]).view(self.record).reshape(-1)
-        self.put(state, rows, {name: rec[name] if self.key_axis[name] == 0
-                               else np.moveaxis(rec[name], 0, -1) for name in self.spec})
+        fields = self._fields(rec)
+        if len(rows) == n_keys and (rows == np.arange(n_keys)).all():
+            # every key has a state (a stream's usual batch): each array copied out once, as
+            # init + put would leave it (C order, native dtype), without the fresh fill
+            return {name: np.ascontiguousarray(v, dtype=self.spec[name][1])
+                    for name, v in fields.items()}
+        state = self.init(n_keys)
+        self.put(state, rows, fields)
         return state
 
     def decode_many(self, blobs: Sequence[bytes | None]) -> dict[str, np.ndarray]:
@@ -121,9 +139,7 @@ class StateCodec:
             self._check(blobs[i], i)
         hs = _HEADER.size
         raw = b"".join(memoryview(blobs[i])[hs:] for i in present)
-        rec = np.frombuffer(raw, dtype=self.record)
-        self.put(state, present, {name: rec[name] if self.key_axis[name] == 0
-                                  else np.moveaxis(rec[name], 0, -1) for name in self.spec})
+        self.put(state, present, self._fields(np.frombuffer(raw, dtype=self.record)))
         return state
 
     def _check(self, blob, i: int) -> None:
