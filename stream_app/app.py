@@ -172,7 +172,8 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
     @app.agent(events, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
         guard = CommitGuard(app.consumer) if settings.exactly_once else None
-        take = TakeAhead(stream, settings.batch_size, settings.batch_max_wait_s)
+        take = TakeAhead(stream, settings.batch_size, settings.batch_max_wait_s,
+                         backlog=lambda buffered: _waiting(app, buffered))
         # Two batches at a time: the one in flight (model step, then outputs, states, acks: a
         # task) and the next, decoded meanwhile. Everything that reads or writes the stored
         # states, positions or offsets stays in batch order: the next batch's checks start

@@ -8,6 +8,13 @@ batch fills while the current one is processed, and a batch's events are acked o
 outputs and states are written (``ack``), never by taking the next batch: Faust commits acked
 offsets, so an event acked before its outputs exist would be lost by a crash.
 
+Past ``within``, a batch that is not full keeps filling while the broker holds more messages
+of its partitions (``backlog``) and each short step brings some: in a worker that keeps up,
+Faust hands messages over only between model steps (each blocks the event loop) at ~0.1-0.2
+ms apiece, and aiokafka fetches a partition again only once the last fetch is handed over, so
+a fixed window let a backlog build on the broker while the worker waited out its 10 ms
+(docs/streaming.md; measured in docs/performance.md, session 14).
+
 Same parts of Faust as ``take_events`` (faust-streaming 0.15.3): a stream processor adds each
 event to the buffer, the stream is consumed passively in the background, acks are disabled on
 the stream while this runs and done by ``Stream.ack``.
@@ -16,7 +23,7 @@ the stream while this runs and done by ``Stream.ack``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 
@@ -26,10 +33,17 @@ class TakeAhead:
     (so the agent can finish work in flight). The buffer holds at most ``n`` events: while the
     agent has not taken it, the stream waits (back-pressure)."""
 
-    def __init__(self, stream: Any, max_events: int, within: float):
+    #: While the broker holds more: the buffer keeps filling in steps of this, as long as each
+    #: step brings messages, for at most ``EXTEND_TIMES`` × ``within`` after ``within``.
+    EXTEND_STEP_S = 0.002
+    EXTEND_TIMES = 4
+
+    def __init__(self, stream: Any, max_events: int, within: float,
+                 backlog: Callable[[list], int] | None = None):
         self.stream = stream
         self.max_events = max_events
         self.within = within
+        self.backlog = backlog
 
     async def batches(self) -> AsyncIterator[list]:
         stream = self.stream
@@ -55,8 +69,11 @@ class TakeAhead:
         stream.add_processor(add_to_buffer)
         stream._enable_passive(aiter(stream.channel))
         try:
+            backlog, step = self.backlog, self.EXTEND_STEP_S
             while not stream.should_stop:
                 await stream.wait_for_stopped(full, timeout=self.within)
+                if backlog is not None and buffer and not full.is_set():
+                    await self._fill_from_backlog(buffer, full, backlog, step)
                 batch = buffer[:]
                 buffer.clear()
                 full.clear()
@@ -65,6 +82,20 @@ class TakeAhead:
         finally:
             stream.enable_acks = enable_acks
             stream._processors.remove(add_to_buffer)
+
+    async def _fill_from_backlog(self, buffer: list, full: asyncio.Event,
+                                 backlog: Callable[[list], int], step: float) -> None:
+        """Past ``within``, keep taking what Faust hands over while the broker holds more
+        messages of the buffer's partitions (``backlog``) and each step brings some."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.within * self.EXTEND_TIMES
+        n = len(buffer)
+        while backlog(buffer) > 0 and loop.time() < deadline:
+            if await self.stream.wait_for_stopped(full, timeout=step) or full.is_set():
+                return
+            if len(buffer) == n:
+                return  # nothing more came: the rest is not fetched yet
+            n = len(buffer)
 
     async def ack(self, events: Sequence[Any]) -> None:
         """The batch's outputs and states are written: Faust may commit past its events."""
