@@ -127,6 +127,21 @@ def test_blob_matrix_round_trip_with_every_key_or_some(engine):
             assert got.flags.c_contiguous and got.flags.writeable
 
 
+def test_blob_matrix_decode_never_returns_a_view_of_the_blobs():
+    """One key, one state array: the record's only field over one contiguous row could be read
+    in place; the decoded state must still be the codec's own writable copy."""
+    from ember_models.features.state_codec import StateCodec
+    codec = StateCodec({"only": ((), "float64", 0.0)}, "one-field")
+    state = codec.init(1)
+    state["only"][...] = 2.5
+    blobs = codec.record_bytes(state)
+    blobs.flags.writeable = False
+    got = codec.decode_rows(1, np.arange(1), blobs)
+    assert got["only"].tolist() == [2.5] and got["only"].flags.writeable
+    got["only"][0] = 1.0
+    assert codec.decode_rows(1, np.arange(1), blobs)["only"].tolist() == [2.5]
+
+
 def test_transform_with_state_mapping_continues_each_key(engine):
     t = table(n=24)
     whole = engine.transform(t).values

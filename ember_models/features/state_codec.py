@@ -122,8 +122,9 @@ class StateCodec:
         fields = self._fields(rec)
         if len(rows) == n_keys and (rows == np.arange(n_keys)).all():
             # every key has a state (a stream's usual batch): each array copied out once, as
-            # init + put would leave it (C order, native dtype), without the fresh fill
-            return {name: np.ascontiguousarray(v, dtype=self.spec[name][1])
+            # init + put would leave it (C order, native dtype, writable: always a copy, never
+            # a view of the caller's blobs), without the fresh fill
+            return {name: np.array(v, dtype=self.spec[name][1], order="C")
                     for name, v in fields.items()}
         state = self.init(n_keys)
         self.put(state, rows, fields)
