@@ -1,7 +1,8 @@
 """The Faust app: consume events, score them per micro-batch, publish alerts, keep per-key state.
 
 One agent (concurrency 1) reads the events topic as raw bytes and takes micro-batches of at most
-``batch_size`` messages, waiting at most ``batch_max_wait_s`` (``stream_app.take_ahead``: Faust's
+``batch_size`` messages, waiting ``batch_max_wait_s`` (longer while the broker holds more of the
+batch's partitions and messages keep coming) (``stream_app.take_ahead``: Faust's
 ``take_events`` with one batch of look-ahead and acks left to the agent). Two batches are in
 the worker at a time:
 

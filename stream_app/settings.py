@@ -102,7 +102,9 @@ class StreamSettings(BaseSettings):
     # --- processing ---------------------------------------------------------------------------
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     batch_size: int = Field(1000, ge=1, description="messages per micro-batch, at most")
-    batch_max_wait_s: float = Field(0.01, gt=0, description="wait at most this for a full batch")
+    batch_max_wait_s: float = Field(
+        0.01, gt=0, description="wait at most this for a full batch (up to 5x this while the "
+        "broker holds more of the batch's partitions and messages keep coming: docs/streaming.md)")
     max_payload_bytes: int = Field(1_048_576, ge=64, description="larger messages are dead letters")
     missing_values: Literal["impute", "dead_letter"] = Field(
         "impute",
