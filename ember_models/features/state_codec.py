@@ -31,7 +31,8 @@ class StateCodec:
         self.key_axis = {name: 0 if entry[3:] == ("key_first",) else -1
                          for name, entry in spec.items()}
         # a key-last array as the record's key-first field and back: fixed axis permutations
-        # (np.moveaxis recomputes them per call: ~10 µs each, over ~60 arrays per batch)
+        # (np.moveaxis recomputes them per call: 2.8 µs against 0.28 for transpose, measured;
+        # the benchmark's model has 32 key-last arrays, each converted both ways per batch)
         self._to_record = {name: None if self.key_axis[name] == 0
                            else (len(shape),) + tuple(range(len(shape)))
                            for name, (shape, _, _) in self.spec.items()}
