@@ -69,11 +69,10 @@ class TakeAhead:
         stream.add_processor(add_to_buffer)
         stream._enable_passive(aiter(stream.channel))
         try:
-            backlog, step = self.backlog, self.EXTEND_STEP_S
             while not stream.should_stop:
                 await stream.wait_for_stopped(full, timeout=self.within)
-                if backlog is not None and buffer and not full.is_set():
-                    await self._fill_from_backlog(buffer, full, backlog, step)
+                if self.backlog is not None and buffer and not full.is_set():
+                    await self._fill_from_backlog(buffer, full)
                 batch = buffer[:]
                 buffer.clear()
                 full.clear()
@@ -83,11 +82,10 @@ class TakeAhead:
             stream.enable_acks = enable_acks
             stream._processors.remove(add_to_buffer)
 
-    async def _fill_from_backlog(self, buffer: list, full: asyncio.Event,
-                                 backlog: Callable[[list], int], step: float) -> None:
+    async def _fill_from_backlog(self, buffer: list, full: asyncio.Event) -> None:
         """Past ``within``, keep taking what Faust hands over while the broker holds more
         messages of the buffer's partitions (``backlog``) and each step brings some."""
-        loop = asyncio.get_running_loop()
+        loop, backlog, step = asyncio.get_running_loop(), self.backlog, self.EXTEND_STEP_S
         deadline = loop.time() + self.within * self.EXTEND_TIMES
         n = len(buffer)
         while backlog(buffer) > 0 and loop.time() < deadline:

@@ -27,7 +27,7 @@ def _fill(buffer: list, backlog, feed=None, within: float = 0.01) -> tuple[list,
         feeder = asyncio.ensure_future(feed(buffer, full)) if feed else None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        await take._fill_from_backlog(buffer, full, backlog, take.EXTEND_STEP_S)
+        await take._fill_from_backlog(buffer, full)
         took = loop.time() - t0
         if feeder:
             feeder.cancel()
