@@ -70,7 +70,7 @@ import faust
 from faust.streams import _current_event  # see the module docstring
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import compute_process, heap, recovery_highwaters
+from . import compute_process, heap, message_handover, recovery_highwaters
 from .gap_fill import GapFiller, mark_done
 from .metrics import Metrics
 from .model_watch import ModelHolder, ModelLoadError
@@ -172,6 +172,7 @@ def create_app(settings: StreamSettings, holder: ModelHolder, events_partitions:
 
     @app.agent(events, concurrency=1)
     async def score(stream: faust.StreamT) -> None:
+        message_handover.install(app.consumer)  # (stream_app.message_handover)
         guard = CommitGuard(app.consumer) if settings.exactly_once else None
         take = TakeAhead(stream, settings.batch_size, settings.batch_max_wait_s,
                          backlog=lambda buffered: _waiting(app, buffered))
