@@ -50,6 +50,8 @@ Faust details this module works around (see docs/streaming.md):
   the fetch cache (empty for a partition not yet fetched: nothing restored), and past the last
   record (a commit marker: ~10 s of waiting); ``stream_app.recovery_highwaters`` asks the
   broker and reads the partition's tail.
+- Faust's fetcher delivers every message through four tasks (``Service.wait_first``); the
+  consumer gets an inline delivery for the common case (``stream_app.message_handover``).
 - Faust does not create the parent of ``datadir`` nor the source topics (``stream_app.worker``
   does), and never decodes values (a decode error would stop the agent silently).
 """
