@@ -60,22 +60,21 @@ def install(consumer: Any) -> None:
     if "wait_first" in vars(consumer):
         return
     faust_wait_first = consumer.wait_first
-    flow = consumer.suspend_flow
-    flow_wait = type(flow).wait.__code__
-    stopped, crashed = consumer._stopped, consumer._crashed
 
-    def is_handover(coros: tuple, timeout: Any) -> bool:
+    def is_handover(coros: tuple, timeout: Any, flow: Any) -> bool:
         # exactly ``wait_first(callback(message), self.suspend_flow.wait())``
         if timeout is not None or len(coros) != 2:
             return False
         waiting = coros[1]
         frame = getattr(waiting, "cr_frame", None)
-        return (getattr(waiting, "cr_code", None) is flow_wait and frame is not None
-                and frame.f_locals.get("self") is flow and hasattr(coros[0], "send"))
+        return (getattr(waiting, "cr_code", None) is type(flow).wait.__code__
+                and frame is not None and frame.f_locals.get("self") is flow
+                and hasattr(coros[0], "send"))
 
     async def wait_first(*coros: Any, timeout: Any = None) -> WaitResults:
-        if (not is_handover(coros, timeout) or flow.is_set() or stopped.is_set()
-                or crashed.is_set()):
+        flow = consumer.suspend_flow  # (looked up as Faust's own wait_first does its events)
+        if (not is_handover(coros, timeout, flow) or flow.is_set() or consumer._stopped.is_set()
+                or consumer._crashed.is_set()):
             return await faust_wait_first(*coros, timeout=timeout)
         callback, flow_waiting = coros
         try:
