@@ -6,9 +6,9 @@ rebalance (``stop_flow`` sets ``suspend_flow``) can abandon a message whose deli
 full stream buffer. ``wait_first`` makes a task of each argument and of the service's stopped
 and crashed events, waits for the first, and cancels the rest: four tasks, ``asyncio.wait``
 and three turns of the event loop for every message, although delivery almost always completes
-at once (the stream's queue has room). It was ~45 % of the event loop's time spent on taking
-messages in (py-spy), and the messages a worker takes in between two model steps are what
-bounds its intake when it keeps up (docs/performance.md, sessions 14-15).
+at once (the stream's queue has room). In an agent that only takes batches that machinery
+was ~45 % of the event loop's busy time (py-spy), and what a worker takes in between two model
+steps bounds its intake when it keeps up (docs/performance.md, sessions 14-15).
 
 ``install(consumer)`` gives the consumer a ``wait_first`` that runs that one call's callback
 inline up to its first suspension: finished there (the common case), the result is the one
