@@ -10,10 +10,11 @@ offsets, so an event acked before its outputs exist would be lost by a crash.
 
 Past ``within``, a batch that is not full keeps filling while the broker holds more messages
 of its partitions (``backlog``) and each short step brings some: in a worker that keeps up,
-Faust hands messages over only between model steps (each blocks the event loop) at ~0.1-0.2
-ms apiece, and aiokafka fetches a partition again only once the last fetch is handed over, so
-a fixed window let a backlog build on the broker while the worker waited out its 10 ms
-(docs/streaming.md; measured in docs/performance.md, session 14).
+Faust hands messages over only between model steps (each blocks the event loop), ~0.1-0.2 ms
+apiece through Faust's own path (~0.05 ms with ``stream_app.message_handover``), and aiokafka
+fetches a partition again only once the last fetch is handed over, so a fixed window let a
+backlog build on the broker while the worker waited out its 10 ms (docs/streaming.md;
+measured in docs/performance.md, sessions 14-15).
 
 Same parts of Faust as ``take_events`` (faust-streaming 0.15.3): a stream processor adds each
 event to the buffer, the stream is consumed passively in the background, acks are disabled on
