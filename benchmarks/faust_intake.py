@@ -119,13 +119,10 @@ def main() -> int:
 
     from stream_app import broker
 
-    work = Path(tempfile.mkdtemp(prefix="ember-intake-"))
-    bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
-    started = None
-    if not bootstrap:
-        started = broker.start(work / "kafka")
-        bootstrap = started.bootstrap
-    try:
+    # (the broker stops before its directory goes)
+    with tempfile.TemporaryDirectory(prefix="ember-intake-") as tmp, \
+            broker.given_or_started(Path(tmp) / "kafka") as (bootstrap, _):
+        work = Path(tmp)
         topic = f"intake-{uuid.uuid4().hex[:8]}"
         asyncio.run(_fill(bootstrap, topic, args.messages, args.bytes))
         print(f"{args.messages} messages of {args.bytes} bytes, 4 partitions; batches of "
@@ -140,9 +137,6 @@ def main() -> int:
                for m, v in results.items()}
         print(f"inline / faust: messages/s x{med['inline'][0] / med['faust'][0]:.2f}, "
               f"CPU per message x{med['inline'][1] / med['faust'][1]:.2f} (medians)")
-    finally:
-        if started is not None:
-            broker.stop(work / "kafka")
     return 0
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -435,11 +436,8 @@ def main() -> int:
     fixed_rates = [float(x) for x in args.latency_rates.split(",") if x]
 
     work = Path(tempfile.mkdtemp(prefix="ember-bench-"))
-    bootstrap = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
-    started = None
-    if not bootstrap:
-        started = broker.start(work / "kafka")
-        bootstrap = started.bootstrap
+    kafka = contextlib.ExitStack()  # closed in the finally below: a broker started here stops
+    bootstrap, started = kafka.enter_context(broker.given_or_started(work / "kafka"))
     print(f"machine: {machine()}; Kafka {broker.DEFAULT_VERSION if started else '(external)'} at {bootstrap}")
     try:
         t0 = time.perf_counter()
@@ -517,8 +515,7 @@ def main() -> int:
         print(f"(worker: {args.guarantee}, batch {args.batch_size} messages / {args.max_wait * 1000:.0f} ms, "
               f"{args.partitions} partitions, 1 worker process; raw: 1 aiokafka process)")
     finally:
-        if started:
-            broker.stop(work / "kafka")
+        kafka.close()
         if args.keep:
             print(f"kept {work} (worker logs, broker data)")
         else:

@@ -26,6 +26,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -245,6 +247,21 @@ def stop(run_dir: Path | None = None, timeout_s: float = 20.0) -> bool:
         terminate(state.pid, timeout_s)
     (run_dir / "state.json").unlink(missing_ok=True)
     return was_alive
+
+
+@contextmanager
+def given_or_started(run_dir: Path) -> Iterator[tuple[str, bool]]:
+    """(bootstrap, started here): the broker ``EMBER_KAFKA_BOOTSTRAP`` names, else a fresh one
+    whose files live in ``run_dir``, stopped on leaving the block (the benchmarks' broker)."""
+    given = os.environ.get("EMBER_KAFKA_BOOTSTRAP")
+    if given:
+        yield given, False
+        return
+    state = start(run_dir)
+    try:
+        yield state.bootstrap, True
+    finally:
+        stop(run_dir)
 
 
 def status(run_dir: Path | None = None) -> BrokerState | None:

@@ -49,3 +49,20 @@ def test_existing_topic_keeps_its_partition_count(kafka_bootstrap, kafka_topics)
     (name,) = kafka_topics("x", partitions=2)
     counts = asyncio.run(topics.ensure_topics(kafka_bootstrap, {name: 5}))
     assert counts == {name: 2}
+
+
+def test_given_or_started_uses_the_named_broker_or_starts_and_stops_one(tmp_path, monkeypatch):
+    from stream_app import broker
+    from stream_app.processes import pid_alive
+
+    monkeypatch.setenv("EMBER_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    with broker.given_or_started(tmp_path / "unused") as (bootstrap, started):
+        assert (bootstrap, started) == ("127.0.0.1:1", False)
+    assert not (tmp_path / "unused").exists()  # nothing started
+
+    monkeypatch.delenv("EMBER_KAFKA_BOOTSTRAP")
+    with broker.given_or_started(tmp_path / "own") as (bootstrap, started):
+        assert started and broker.status(tmp_path / "own").bootstrap == bootstrap
+        pid = broker.status(tmp_path / "own").pid
+    assert broker.status(tmp_path / "own") is None
+    assert not pid_alive(pid)
